@@ -1,0 +1,1 @@
+"""UniMedVL for the Hugging Face ecosystem."""
