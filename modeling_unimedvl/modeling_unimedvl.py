@@ -11,6 +11,7 @@ tokens; text takes one position per token. Attention is causal between blocks an
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,26 @@ def grid_position_ids(grid_hw: torch.Tensor, table_size: int) -> torch.Tensor:
         cols = torch.arange(width, device=grid_hw.device).unsqueeze(0)
         ids.append((rows * table_size + cols).reshape(-1))
     return torch.cat(ids) if ids else grid_hw.new_zeros(0)
+
+
+def packed_training_mask_function(
+    sample_ids: torch.LongTensor | None, noise_token_mask: torch.BoolTensor | None
+) -> Callable | None:
+    """Extra attention rules of packed training rows, as a transformers mask function (so SDPA, eager and flex
+    attention all get them): a query only sees keys of its own sample, and never the tokens of a noised target image
+    (those only see each other, through the image-block overlay). `None` when neither rule applies."""
+    if sample_ids is None and noise_token_mask is None:
+        return None
+
+    def mask_function(batch_idx, head_idx, q_idx, kv_idx):
+        allowed = torch.ones_like(kv_idx, dtype=torch.bool)
+        if sample_ids is not None:
+            allowed = allowed & (sample_ids[batch_idx, q_idx] == sample_ids[batch_idx, kv_idx])
+        if noise_token_mask is not None:
+            allowed = allowed & ~noise_token_mask[batch_idx, kv_idx]
+        return allowed
+
+    return mask_function
 
 
 def timestep_features(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -419,6 +440,8 @@ class UniMedVLTextModel(UniMedVLPreTrainedModel):
         use_cache: bool | None = None,
         gen_token_mask: torch.BoolTensor | None = None,
         block_sequence_ids: torch.LongTensor | None = None,
+        sample_ids: torch.LongTensor | None = None,
+        noise_token_mask: torch.BoolTensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         r"""
@@ -428,6 +451,10 @@ class UniMedVLTextModel(UniMedVLPreTrainedModel):
             True for VAE latent tokens, which go through the generation expert. Default: all understanding.
         block_sequence_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Index of the image block each token belongs to (bidirectional attention inside a block) or -1 for text.
+        sample_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Training with packed rows: index of the sample each token belongs to; attention never crosses samples.
+        noise_token_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Training: tokens of noised target image blocks, which no other block may attend to.
         attention_mask (`torch.Tensor`):
             2-D padding mask over cached + new tokens, or a ready 4-D mask (used as is).
         """
@@ -453,6 +480,7 @@ class UniMedVLTextModel(UniMedVLPreTrainedModel):
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
                 cache=cache,
+                and_mask_function=packed_training_mask_function(sample_ids, noise_token_mask),
                 block_sequence_ids=block_sequence_ids,
             )
 
@@ -491,7 +519,12 @@ class UniMedVLModelOutputWithPast(BaseModelOutputWithPast):
 class UniMedVLCausalLMOutputWithPast(ModelOutput):
     r"""
     loss (`torch.FloatTensor`, *optional*):
-        Language-modelling loss (next-token cross entropy) when `labels` are given.
+        `loss_ce + loss_mse` over the terms that apply (weight them yourself for other mixes).
+    loss_ce (`torch.FloatTensor`, *optional*):
+        Next-token cross entropy, averaged over supervised tokens, when `labels` are given.
+    loss_mse (`torch.FloatTensor`, *optional*):
+        Flow-matching loss when `latent_loss_mask` selects target images: squared error between `llm2vae` and
+        `noise - x0`, averaged over the 64 values of a token, then over target tokens.
     logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
         `lm_head` scores (only the positions kept by `logits_to_keep`).
     cache (`Cache`, *optional*):
@@ -501,6 +534,8 @@ class UniMedVLCausalLMOutputWithPast(ModelOutput):
     """
 
     loss: torch.FloatTensor | None = None
+    loss_ce: torch.FloatTensor | None = None
+    loss_mse: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
@@ -625,6 +660,8 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        sample_ids: torch.LongTensor | None = None,
+        noise_token_mask: torch.BoolTensor | None = None,
         **kwargs,
     ) -> UniMedVLModelOutputWithPast:
         r"""
@@ -642,6 +679,8 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
             Flow time of each latent image (0 for clean conditioning images). Defaults to zeros.
         position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             RoPE positions. Computed from `input_ids` when omitted; required when continuing from a non-empty `cache`.
+        sample_ids, noise_token_mask:
+            Packed-training attention rules, see [`UniMedVLTextModel.forward`].
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
@@ -672,6 +711,8 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
             use_cache=use_cache,
             gen_token_mask=gen_token_mask,
             block_sequence_ids=block_sequence_ids,
+            sample_ids=sample_ids,
+            noise_token_mask=noise_token_mask,
             **kwargs,
         )
         return UniMedVLModelOutputWithPast(
@@ -718,14 +759,33 @@ class UniMedVLForConditionalGeneration(UniMedVLPreTrainedModel, GenerationMixin)
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        latent_loss_mask: torch.BoolTensor | None = None,
+        latent_noise: torch.Tensor | None = None,
+        sample_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> UniMedVLCausalLMOutputWithPast:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            Target ids for the next-token loss (-100 = ignored), aligned with `input_ids` (shifted inside).
+            Target ids for the next-token loss (-100 = ignored), aligned with `input_ids` (shifted inside). Only the
+            supervised positions go through `lm_head` for the loss.
         logits_to_keep (`int` or `torch.Tensor`, *optional*):
-            Compute logits only for the last `logits_to_keep` positions (0 = all), or for the given indices.
+            Return logits only for the last `logits_to_keep` positions (0 = all), or for the given indices.
+        latent_loss_mask (`torch.BoolTensor` of shape `(num_latent_images,)`, *optional*):
+            Training: latent images that are flow-matching targets. Their `latents` are the clean `x0`; they are noised
+            to `x_t = (1 - t) * x0 + t * noise` with their `latent_timesteps` t, other blocks cannot attend to them,
+            and `loss_mse` compares `llm2vae` with `noise - x0`.
+        latent_noise (`torch.FloatTensor` of shape `(num_target_tokens, patch_latent_dim)`, *optional*):
+            The noise of the target tokens; drawn with `torch.randn_like` when omitted.
+        sample_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Packed training rows: attention never crosses samples.
         """
+        noise_token_mask = flow_target = target_tokens = None
+        if latent_loss_mask is not None:
+            latents, flow_target, target_tokens = self._noise_target_latents(
+                latents, latent_grid_hw, latent_timesteps, latent_loss_mask, latent_noise
+            )
+            noise_token_mask = self._noise_token_mask(input_ids, target_tokens)
+
         outputs = self.model(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -738,21 +798,67 @@ class UniMedVLForConditionalGeneration(UniMedVLPreTrainedModel, GenerationMixin)
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            sample_ids=sample_ids,
+            noise_token_mask=noise_token_mask,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, keep, :])
-        loss = None
+
+        loss_ce = loss_mse = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+            loss_ce = self._cross_entropy(hidden_states, labels, kwargs.get("num_items_in_batch"))
+        if flow_target is not None:
+            latent_hidden = hidden_states[input_ids == self.config.latent_token_id][target_tokens]
+            predicted_velocity = self.model.llm2vae(latent_hidden)
+            loss_mse = ((predicted_velocity.float() - flow_target.float()) ** 2).mean(-1).mean()
+        terms = [term for term in (loss_ce, loss_mse) if term is not None]
         return UniMedVLCausalLMOutputWithPast(
-            loss=loss,
+            loss=sum(terms) if terms else None,
+            loss_ce=loss_ce,
+            loss_mse=loss_mse,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+    def _cross_entropy(self, hidden_states, labels, num_items_in_batch=None) -> torch.Tensor:
+        """Next-token cross entropy computed on supervised positions only (no full-vocabulary logits for the rest)."""
+        shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+        supervised = shift_labels != -100
+        logits = self.lm_head(hidden_states[supervised]).float()
+        total = nn.functional.cross_entropy(logits, shift_labels[supervised], reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else supervised.sum().clamp(min=1)
+        return total / count
+
+    def _noise_target_latents(self, latents, latent_grid_hw, latent_timesteps, latent_loss_mask, latent_noise):
+        """Rectified-flow noising of the target images: returns (latents with targets noised, velocity target
+        `noise - x0` of the target tokens, boolean mask of target tokens among all latent tokens)."""
+        if latents is None or latent_timesteps is None:
+            raise ValueError("`latent_loss_mask` needs `latents` (clean x0) and `latent_timesteps` (t of each image).")
+        tokens_per_image = (latent_grid_hw[:, 0] * latent_grid_hw[:, 1]).to(latents.device)
+        target_tokens = latent_loss_mask.to(latents.device).repeat_interleave(tokens_per_image)
+        t = latent_timesteps.to(latents.device, latents.dtype).repeat_interleave(tokens_per_image)[target_tokens]
+        clean = latents[target_tokens]
+        noise = torch.randn_like(clean) if latent_noise is None else latent_noise.to(clean)
+        if noise.shape != clean.shape:
+            raise ValueError(f"`latent_noise` must have shape {tuple(clean.shape)}, got {tuple(noise.shape)}.")
+        noised = (1 - t).unsqueeze(1) * clean + t.unsqueeze(1) * noise
+        latents = latents.masked_scatter(target_tokens.unsqueeze(1), noised)
+        return latents, noise - clean, target_tokens
+
+    def _noise_token_mask(self, input_ids, target_tokens) -> torch.BoolTensor:
+        """Every token of a noised image block (its latent tokens and its two markers)."""
+        token_is_target = torch.zeros_like(input_ids, dtype=torch.bool)
+        token_is_target[input_ids == self.config.latent_token_id] = target_tokens
+        block_ids = self.model.get_block_sequence_ids(input_ids) + 1  # 0 = text
+        block_is_target = torch.zeros(
+            input_ids.shape[0], int(block_ids.max()) + 1, dtype=torch.bool, device=input_ids.device
+        ).scatter_reduce(1, block_ids, token_is_target, reduce="amax")
+        block_is_target[:, 0] = False
+        return block_is_target.gather(1, block_ids)
 
     # -- generate() integration -----------------------------------------------------------------------------------
 
