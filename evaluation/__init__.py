@@ -1,0 +1,5 @@
+"""Evaluation tools for UniMedVL."""
+
+from .metrics import load_metric, metric_path
+
+__all__ = ["load_metric", "metric_path"]
