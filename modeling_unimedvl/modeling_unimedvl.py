@@ -37,6 +37,7 @@ from transformers.utils.output_capturing import capture_outputs
 from .configuration_unimedvl import UniMedVLConfig, UniMedVLTextConfig, UniMedVLVisionConfig
 from .original_checkpoint import (
     ORIGINAL_KEY_MAPPING,
+    check_checkpoint_folder,
     config_from_original,
     resolve_original_checkpoint,
     staged_original_checkpoint,
@@ -327,6 +328,7 @@ class UniMedVLPreTrainedModel(PreTrainedModel):
         """
         original = None
         if cls.config_class is UniMedVLConfig and kwargs.get("config") is None:
+            check_checkpoint_folder(pretrained_model_name_or_path)
             original = resolve_original_checkpoint(pretrained_model_name_or_path, **kwargs)
         if original is None:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
@@ -334,6 +336,8 @@ class UniMedVLPreTrainedModel(PreTrainedModel):
         with staged_original_checkpoint(original, config, original_weights) as staging:
             model = super().from_pretrained(staging, *model_args, key_mapping=ORIGINAL_KEY_MAPPING, **kwargs)
         model.config.name_or_path = str(pretrained_model_name_or_path)
+        # transformers would otherwise undo the key mapping on `save_pretrained`; our layout uses our own names.
+        model._weight_conversions = None
         return model
 
 
@@ -614,6 +618,17 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
         inside_image = (is_start.long().cumsum(-1) - is_end.long().cumsum(-1) + is_end.long()) > 0
         return torch.where(inside_image, block_index, torch.full_like(block_index, -1))
 
+    def _check_context_length(self, position_ids: torch.LongTensor) -> None:
+        """Refuse RoPE positions the decoder was not trained for, instead of silently degrading."""
+        limit = self.config.text_config.max_position_embeddings
+        last = int(position_ids.max()) if position_ids.numel() else -1
+        if last >= limit:
+            raise ValueError(
+                f"The input needs RoPE position {last}, beyond the model's context "
+                f"(`text_config.max_position_embeddings`={limit}; text tokens take one position each, every image "
+                "block one). Shorten the prompt or lower `max_new_tokens`."
+            )
+
     def _check_placeholders(self, input_ids, token_id, num_values, what, argument):
         count = int((input_ids == token_id).sum())
         if count != num_values:
@@ -687,13 +702,6 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
         past_length = cache.get_seq_length() if cache is not None else 0
         gen_token_mask = block_sequence_ids = None
         if input_ids is not None:
-            if latents is not None and latent_timesteps is None:
-                latent_timesteps = latents.new_zeros(latent_grid_hw.shape[0])
-            inputs_embeds = self.embed_inputs(
-                input_ids, pixel_values, image_grid_hw, latents, latent_grid_hw, latent_timesteps
-            )
-            gen_token_mask = input_ids == self.config.latent_token_id
-            block_sequence_ids = self.get_block_sequence_ids(input_ids)
             if position_ids is None:
                 if past_length:
                     raise ValueError(
@@ -703,6 +711,21 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
                     )
                 padding = attention_mask if attention_mask is not None and attention_mask.ndim == 2 else None
                 position_ids = self.get_position_ids(input_ids, padding)
+            self._check_context_length(position_ids)  # before the vision tower runs
+            if past_length and pixel_values is None and latents is None:
+                # Decoding after a prefix: new tokens are plain text whatever their id (as in the release, which
+                # embeds any sampled token, placeholder ids included, with the understanding expert).
+                inputs_embeds = self.get_input_embeddings()(input_ids)
+            else:
+                if latents is not None and latent_timesteps is None:
+                    latent_timesteps = latents.new_zeros(latent_grid_hw.shape[0])
+                inputs_embeds = self.embed_inputs(
+                    input_ids, pixel_values, image_grid_hw, latents, latent_grid_hw, latent_timesteps
+                )
+                gen_token_mask = input_ids == self.config.latent_token_id
+                block_sequence_ids = self.get_block_sequence_ids(input_ids)
+        elif position_ids is not None:
+            self._check_context_length(position_ids)
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -873,6 +896,14 @@ class UniMedVLForConditionalGeneration(UniMedVLPreTrainedModel, GenerationMixin)
                 "(see `model.model.get_position_ids`)."
             )
         return self.model.get_position_ids(input_ids, model_kwargs.get("attention_mask"))
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and model_inputs.get("cache") is not None:
+            # Latent conditioning images live in the cache after the prefill, like `pixel_values`.
+            for key in ("latents", "latent_grid_hw", "latent_timesteps"):
+                model_inputs.pop(key, None)
+        return model_inputs
 
     def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
         # `pixel_values` / `image_grid_hw` are packed over images, not batch-major: repeat each sample's own images.

@@ -60,6 +60,30 @@ def is_original_layout(folder: str | os.PathLike) -> bool:
     return folder.is_dir() and all((folder / name).is_file() for name in ORIGINAL_LAYOUT_FILES)
 
 
+def check_checkpoint_folder(folder: str | os.PathLike, hf_layout_files: tuple[str, ...] = ("config.json",)) -> None:
+    """Raise a clear `OSError` for a local folder that is neither layout, listing what it holds and what each needs.
+
+    A folder that starts the original layout (one of its files is present) but misses others is reported even when it
+    has a `config.json` (the release ships one that is not ours). Non-folders (Hub ids) are left to the callers.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    present = sorted(entry.name for entry in folder.iterdir())
+    original_missing = [name for name in ORIGINAL_LAYOUT_FILES if name not in present]
+    looks_original = len(original_missing) < len(ORIGINAL_LAYOUT_FILES)
+    if not original_missing or (not looks_original and any(name in present for name in hf_layout_files)):
+        return
+    shown = ", ".join(present[:20]) + (f" and {len(present) - 20} more" if len(present) > 20 else "")
+    missing = f" (missing here: {', '.join(original_missing)})" if looks_original else ""
+    raise OSError(
+        f"'{folder}' is not a UniMedVL checkpoint folder. It contains: {shown or 'nothing'}. Expected either our "
+        f"Hugging Face layout ({' or '.join(hf_layout_files)} with the weights as model.safetensors or "
+        "model.safetensors.index.json + shards, as written by `unimedvl convert`), or the original release layout "
+        f"({', '.join(ORIGINAL_LAYOUT_FILES)}, {ORIGINAL_VAE_FILE} and the Qwen2 tokenizer files){missing}."
+    )
+
+
 def resolve_original_checkpoint(path_or_repo_id: str | os.PathLike, weights: bool = True, **hub_kwargs) -> Path | None:
     """Local folder of an original-layout checkpoint, downloading (or reading from the HF cache) a Hub repo if needed.
 
@@ -134,14 +158,19 @@ def config_from_original(folder: str | os.PathLike, weights: str = "ema") -> Uni
     ViT layer fewer than `vit_config.json` says; those facts are written into the config explicitly here.
     """
     folder = Path(folder)
+    if weights not in ORIGINAL_WEIGHT_FILES:
+        raise ValueError(f"`original_weights` must be one of {sorted(ORIGINAL_WEIGHT_FILES)}, got {weights!r}.")
+    weight_file = folder / ORIGINAL_WEIGHT_FILES[weights]
+    if not weight_file.is_file():
+        raise OSError(f"`original_weights={weights!r}` needs {weight_file}, which does not exist.")
     llm = _read_json(folder / "llm_config.json")
     vit = _read_json(folder / "vit_config.json")
-    shapes = read_tensor_shapes(folder / ORIGINAL_WEIGHT_FILES[weights])
+    shapes = read_tensor_shapes(weight_file)
     required = ["language_model.model.embed_tokens.weight", "vae2llm.weight", "latent_pos_embed.pos_embed",
                 "vit_model.vision_model.embeddings.position_embedding.weight"]
     missing = [key for key in required if key not in shapes]
     if missing:
-        raise ValueError(f"{folder / ORIGINAL_WEIGHT_FILES[weights]} is not a UniMedVL/BAGEL checkpoint: missing {missing}.")
+        raise ValueError(f"{weight_file} is not a UniMedVL/BAGEL checkpoint: missing {missing}.")
 
     vocab_size, hidden_size = shapes["language_model.model.embed_tokens.weight"]
     patch_latent_dim = shapes["vae2llm.weight"][1]

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from transformers.processing_utils import ProcessorMixin
 
 from .image_processing_unimedvl import UniMedVLImageProcessor
-from .original_checkpoint import resolve_original_checkpoint
+from .original_checkpoint import check_checkpoint_folder, resolve_original_checkpoint
 
 
 # System prompt of the release's "think" mode for understanding (used verbatim: token parity depends on it).
@@ -81,6 +81,9 @@ class UniMedVLProcessor(ProcessorMixin):
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """Load from our HF layout or from the ORIGINAL release layout (tokenizer files only; the image processor and
         chat template then take the release defaults)."""
+        check_checkpoint_folder(
+            pretrained_model_name_or_path, hf_layout_files=("processor_config.json", "tokenizer_config.json")
+        )
         original = resolve_original_checkpoint(pretrained_model_name_or_path, weights=False, **kwargs)
         if original is None:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)

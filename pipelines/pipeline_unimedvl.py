@@ -612,7 +612,7 @@ class UniMedVLPipeline(DiffusionPipeline):
             raise ValueError("`describe_image=True` needs an input `image`.")
 
         # 1. Encode the conditioning images and build the three contexts of every prompt.
-        conditioning = self._encode_images(images, image_latents, generator, device)
+        conditioning = self._encode_images(images, image_latents, generator, device) if images else [[]] * len(prompts)
         think_prompt = GENERATION_THINK_PROMPT if think else None
         conds, text_unconds, image_unconds, texts = [], [], [], []
         for prompt_text, prompt_images in zip(prompts, conditioning):
@@ -715,8 +715,6 @@ class UniMedVLPipeline(DiffusionPipeline):
         return resized.width, resized.height
 
     def _encode_images(self, images, image_latents, generator, device) -> list[list[ConditioningImage]]:
-        if not images:
-            return [[]]
         flat_latents = list(image_latents) if image_latents is not None else None
         first_generator = generator[0] if isinstance(generator, list) else generator
         encoded = []
