@@ -433,6 +433,15 @@ class UniMedVLTextModel(UniMedVLPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
+    @torch.no_grad()
+    def init_generation_expert_from_understanding(self):
+        """Copies every understanding-expert weight onto its `*_moe_gen` twin (norms, attention, MLP, final norm), the
+        reference's initialisation of the generation expert before training (`copy_init_moe`)."""
+        parameters = dict(self.named_parameters())
+        for name, parameter in parameters.items():
+            if "_moe_gen" in name:
+                parameter.copy_(parameters[name.replace("_moe_gen", "")])
+
     @capture_outputs
     def forward(
         self,
@@ -531,6 +540,9 @@ class UniMedVLCausalLMOutputWithPast(ModelOutput):
         `noise - x0`, averaged over the 64 values of a token, then over target tokens.
     logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
         `lm_head` scores (only the positions kept by `logits_to_keep`).
+    latent_velocity (`torch.FloatTensor` of shape `(num_noised_tokens, patch_latent_dim)`, *optional*):
+        Flow-matching velocity (`llm2vae`) of the tokens of every latent image with a timestep > 0, in input order
+        (image generation; clean conditioning images at t = 0 have none). Not computed with `latent_loss_mask`.
     cache (`Cache`, *optional*):
         Key/value cache, for decoding.
     hidden_states / attentions (`tuple(torch.FloatTensor)`, *optional*):
@@ -541,6 +553,7 @@ class UniMedVLCausalLMOutputWithPast(ModelOutput):
     loss_ce: torch.FloatTensor | None = None
     loss_mse: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    latent_velocity: torch.FloatTensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
@@ -829,19 +842,25 @@ class UniMedVLForConditionalGeneration(UniMedVLPreTrainedModel, GenerationMixin)
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, keep, :])
 
-        loss_ce = loss_mse = None
+        loss_ce = loss_mse = latent_velocity = None
         if labels is not None:
             loss_ce = self._cross_entropy(hidden_states, labels, kwargs.get("num_items_in_batch"))
-        if flow_target is not None:
-            latent_hidden = hidden_states[input_ids == self.config.latent_token_id][target_tokens]
-            predicted_velocity = self.model.llm2vae(latent_hidden)
-            loss_mse = ((predicted_velocity.float() - flow_target.float()) ** 2).mean(-1).mean()
+        if latents is not None and input_ids is not None:
+            latent_hidden = hidden_states[input_ids == self.config.latent_token_id]
+            if flow_target is not None:
+                predicted_velocity = self.model.llm2vae(latent_hidden[target_tokens])
+                loss_mse = ((predicted_velocity.float() - flow_target.float()) ** 2).mean(-1).mean()
+            elif latent_timesteps is not None and bool((latent_timesteps > 0).any()):
+                tokens_per_image = latent_grid_hw[:, 0] * latent_grid_hw[:, 1]
+                noised = (latent_timesteps > 0).to(tokens_per_image.device).repeat_interleave(tokens_per_image)
+                latent_velocity = self.model.llm2vae(latent_hidden[noised.to(latent_hidden.device)])
         terms = [term for term in (loss_ce, loss_mse) if term is not None]
         return UniMedVLCausalLMOutputWithPast(
             loss=sum(terms) if terms else None,
             loss_ce=loss_ce,
             loss_mse=loss_mse,
             logits=logits,
+            latent_velocity=latent_velocity,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,

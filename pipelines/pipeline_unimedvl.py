@@ -419,14 +419,13 @@ class UniMedVLPipeline(DiffusionPipeline):
     def prefill(self, contexts: list[PromptContext], device) -> "FrozenContext":
         """Run all contexts through the model once; keep their keys/values and the position of what follows."""
         inputs = self._collate(contexts, device)
-        model = self.model.model
         # The position a following block gets: append one text token to every context and read its position.
         extended_ids = torch.nn.functional.pad(inputs["input_ids"], (0, 1), value=self._token_id("<|im_start|>"))
         extended_mask = torch.nn.functional.pad(inputs["attention_mask"], (0, 1), value=1)
-        next_positions = model.get_position_ids(extended_ids, extended_mask)[:, -1]
+        next_positions = self.model.model.get_position_ids(extended_ids, extended_mask)[:, -1]
         if inputs["input_ids"].shape[1] == 0:
             return FrozenContext(None, inputs["attention_mask"], next_positions)
-        output = model(**inputs, use_cache=True)
+        output = self.model(**inputs, use_cache=True, logits_to_keep=1)
         layers = [(layer.keys, layer.values) for layer in output.cache.layers]
         return FrozenContext(layers, inputs["attention_mask"], next_positions)
 
@@ -461,7 +460,8 @@ class UniMedVLPipeline(DiffusionPipeline):
         cache = context.cache(rows, self.model.config)
         attention_mask = torch.cat([context.attention_mask[rows], torch.ones_like(input_ids)], dim=1)
         position_ids = context.next_positions[rows].unsqueeze(1).expand(-1, input_ids.shape[1])
-        output = self.model.model(
+        # Through the top-level module, so that offloading hooks (`enable_model_cpu_offload`) see the call.
+        output = self.model(
             input_ids=input_ids,
             latents=latents.reshape(num_rows * tokens, -1),
             latent_grid_hw=torch.tensor([grid_hw] * num_rows, device=device),
@@ -469,8 +469,9 @@ class UniMedVLPipeline(DiffusionPipeline):
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,
+            logits_to_keep=1,
         )
-        return self.model.model.llm2vae(output.last_hidden_state[:, 1:-1]).float()
+        return output.latent_velocity.reshape(num_rows, tokens, -1).float()
 
     def branch_velocities(self, latents, sigma, context, branches: int, shared_image_context: bool, cfg_parallel, grid_hw, device):
         """Velocities of the active branches (cond, then text-uncond, then image-uncond): one batched forward, or

@@ -59,7 +59,7 @@ def case_kwargs(spec, tensors, reference_dir, case, inject_noise=True):
 
 
 def record_branch_velocities(pipe):
-    """Record every `llm2vae` output `(rows = active branches, tokens, 64)` with a forward hook on the real module."""
+    """Record every `llm2vae` output (active branches × latent tokens, 64) with a forward hook on the real module."""
     records = []
     handle = pipe.model.model.llm2vae.register_forward_hook(lambda module, args, out: records.append(out))
     return records, handle
@@ -81,7 +81,8 @@ def test_generation_parity(pipe, reference_inputs, reference_goldens, reference_
 
     # Per-step, per-branch raw velocities. For text-to-image the image-uncond context IS the cond context, so that
     # branch is not recomputed (its velocity is the cond one).
-    outputs = iter(records)
+    tokens = reference_tensors[f"{case}.initial_noise"].shape[0]
+    outputs = (record.reshape(-1, tokens, record.shape[-1]) for record in records)
     for step, info in enumerate(golden["steps"]):
         computed = [branch for branch in info["branches"] if not (case == "t2i" and branch == "cfg_img")]
         rows = next(outputs) if cfg_parallel else torch.cat([next(outputs) for _ in computed])
