@@ -22,6 +22,9 @@ UNDERSTANDING_THINK_PROMPT = (
     "answer here"
 )
 
+# Image-processor options that decide how medical files are read (see `medical_io.load_image`).
+READING_OPTIONS = ("frame_index", "slice_index", "window")
+
 # `{% generation %}` marks assistant text so `return_assistant_tokens_mask=True` can build training labels.
 CHAT_TEMPLATE = (
     "{%- if think is defined and think -%}"
@@ -89,6 +92,23 @@ class UniMedVLProcessor(ProcessorMixin):
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(original, padding_side="left")
         return cls(image_processor=UniMedVLImageProcessor(), tokenizer=tokenizer)
+
+    def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        """Like [`ProcessorMixin.__call__`]; `frame_index`, `slice_index` and `window` (flat or in `images_kwargs`)
+        choose how DICOM / NIfTI / 16-bit images are read."""
+        # transformers reads images before it routes keyword arguments, which would drop these options: read the
+        # images here with them, then pass `None` so that the already-read RGB images are not windowed again.
+        images_kwargs = dict(kwargs.pop("images_kwargs", None) or {})
+        reading = {
+            key: kwargs.pop(key, images_kwargs.pop(key, getattr(self.image_processor, key, None)))
+            for key in READING_OPTIONS
+        }
+        if images is not None:
+            images = self.image_processor.fetch_images(images, **reading)
+        if images_kwargs:
+            kwargs["images_kwargs"] = images_kwargs
+        kwargs.update(dict.fromkeys(READING_OPTIONS))
+        return super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
 
     def apply_chat_template(self, conversation, chat_template=None, **kwargs):
         if kwargs.get("think"):

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> None:
 
     model = UniMedVLForConditionalGeneration.from_pretrained(args.model, dtype=dtype, device_map=str(device)).eval()
     inputs = inputs.to(device)
-    generation_kwargs = {"max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample, "num_beams": args.num_beams}
+    generation_kwargs = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, num_beams=args.num_beams)
     if args.temperature is not None:
         generation_kwargs["temperature"] = args.temperature
     if args.num_beams > 1:  # transformers cannot stream beam search
@@ -160,7 +160,7 @@ def load_images(paths: list[str], frame_index: int | None, slice_index: int | No
             slice_index=slice_index if volume else None,
             window=window,
         )
-        for path, volume in zip(paths, is_volume)
+        for path, volume in zip(paths, is_volume, strict=True)
     ]
 
 
