@@ -11,7 +11,7 @@ from transformers.image_processing_base import BatchFeature
 from transformers.image_utils import PILImageResampling
 from transformers.processing_utils import ImagesKwargs
 
-from .medical_io import load_image
+from .medical_io import load_images
 
 
 # Resize presets of the release, as (max long side, min short side, stride, max pixels).
@@ -108,9 +108,7 @@ class UniMedVLImageProcessor(PilBackend):
 
     def fetch_images(self, images, frame_index=None, slice_index=None, window=None):
         """Load every image of a (possibly nested) list as an 8-bit RGB PIL image; see [`medical_io.load_image`]."""
-        if isinstance(images, (list, tuple)):
-            return [self.fetch_images(image, frame_index, slice_index, window) for image in images]
-        return load_image(images, frame_index=frame_index, slice_index=slice_index, window=window)
+        return load_images(images, frame_index=frame_index, slice_index=slice_index, window=window)
 
     def _prepare_image_like_inputs(self, images, *args, frame_index=None, slice_index=None, window=None, **kwargs):
         flat = []

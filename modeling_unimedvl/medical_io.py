@@ -46,6 +46,7 @@ __all__ = [
     "is_dicom_path",
     "is_nifti_path",
     "load_image",
+    "load_images",
     "nifti_to_array",
     "to_uint8_minmax",
 ]
@@ -822,3 +823,10 @@ def _reject_slice_index(slice_index: int | None) -> None:
 def _nifti_to_rgb(img: Any, slice_index: int | None, axis: int, window: _Window) -> Image.Image:
     values = nifti_to_array(img, slice_index=slice_index, axis=axis)
     return _gray_to_image(_gray_to_uint8(values, window))
+
+
+def load_images(images: Any, **options: Any) -> Any:
+    """[`load_image`] on every image of a (possibly nested) list, keeping the nesting; `options` as for `load_image`."""
+    if isinstance(images, (list, tuple)):
+        return [load_images(image, **options) for image in images]
+    return load_image(images, **options)

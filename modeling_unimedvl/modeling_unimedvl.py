@@ -11,6 +11,7 @@ tokens; text takes one position per token. Attention is causal between blocks an
 """
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -328,7 +329,7 @@ class UniMedVLPreTrainedModel(PreTrainedModel):
         """
         original = None
         if cls.config_class is UniMedVLConfig and kwargs.get("config") is None:
-            check_checkpoint_folder(pretrained_model_name_or_path)
+            check_checkpoint_folder(os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or ""))
             original = resolve_original_checkpoint(pretrained_model_name_or_path, **kwargs)
         if original is None:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)

@@ -8,10 +8,13 @@ are decoded after a fresh `<|im_start|>`. The template below renders exactly tha
 whether its text is marked as model output for training masks).
 """
 
+import os
+
 from transformers import AutoTokenizer
 from transformers.processing_utils import ProcessorMixin
 
 from .image_processing_unimedvl import UniMedVLImageProcessor
+from .medical_io import load_images
 from .original_checkpoint import check_checkpoint_folder, resolve_original_checkpoint
 
 
@@ -85,13 +88,19 @@ class UniMedVLProcessor(ProcessorMixin):
         """Load from our HF layout or from the ORIGINAL release layout (tokenizer files only; the image processor and
         chat template then take the release defaults)."""
         check_checkpoint_folder(
-            pretrained_model_name_or_path, hf_layout_files=("processor_config.json", "tokenizer_config.json")
+            os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or ""),
+            hf_layout_files=("processor_config.json", "tokenizer_config.json"),
         )
         original = resolve_original_checkpoint(pretrained_model_name_or_path, weights=False, **kwargs)
-        if original is None:
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(original, padding_side="left")
-        return cls(image_processor=UniMedVLImageProcessor(), tokenizer=tokenizer)
+        if original is not None:
+            tokenizer = AutoTokenizer.from_pretrained(original, padding_side="left")
+            return cls(image_processor=UniMedVLImageProcessor(), tokenizer=tokenizer)
+        # Our own image processor class rather than the Auto API: a checkpoint's copy of this code then finds its sibling
+        # without `trust_remote_code` (diffusers loads the `processor` component of a converted pipeline that way).
+        processor_dict, _ = cls.get_processor_dict(pretrained_model_name_or_path, **kwargs)
+        image_processor = UniMedVLImageProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=processor_dict.get("chat_template"))
 
     def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs):
         """Like [`ProcessorMixin.__call__`]; `frame_index`, `slice_index` and `window` (flat or in `images_kwargs`)
@@ -104,7 +113,7 @@ class UniMedVLProcessor(ProcessorMixin):
             for key in READING_OPTIONS
         }
         if images is not None:
-            images = self.image_processor.fetch_images(images, **reading)
+            images = load_images(images, **reading)
         if images_kwargs:
             kwargs["images_kwargs"] = images_kwargs
         kwargs.update(dict.fromkeys(READING_OPTIONS))

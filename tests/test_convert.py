@@ -66,7 +66,7 @@ def test_converted_layout(converted, reference_processor):
     files = {path.name for path in converted.iterdir()}
     assert CODE_FILES <= files
     assert {"config.json", "generation_config.json", "processor_config.json", "chat_template.jinja"} <= files
-    assert any(name.endswith(".safetensors") for name in files)
+    assert "model.safetensors.index.json" in files  # the shards live in model/ (shared with the diffusers pipeline)
     assert "ae.safetensors" not in files and "ema.safetensors" not in files
     assert not [path for path in converted.parent.iterdir() if path.name.startswith(".")]  # no staging leftovers
 

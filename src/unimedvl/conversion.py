@@ -10,20 +10,30 @@ The destination receives, from the writers in `WRITERS`:
   `processing_unimedvl.py`, `image_processing_unimedvl.py`, `medical_io.py`), so that
   `AutoModelForImageTextToText.from_pretrained(dst, trust_remote_code=True)` works without this package.
 
-The VAE (`ae.safetensors`) is not written by these writers. Everything is built in a hidden sibling folder and renamed
-into place at the end, so an interrupted conversion never leaves a half-written destination.
+- the diffusers pipeline: `model_index.json`, `vae/` (the release's `ae.safetensors` as an `AutoencoderKL`),
+  `scheduler/`, `pipeline_unimedvl.py` and its sibling modules, and `model/` + `processor/` component folders, so that
+  `DiffusionPipeline.from_pretrained(dst, trust_remote_code=True)` works too. The weight shards live in `model/` and the
+  root index points there: transformers and diffusers share one copy of the weights.
+
+Everything is built in a hidden sibling folder and renamed into place at the end, so an interrupted conversion never
+leaves a half-written destination.
 """
 
 import contextlib
+import dataclasses
+import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from transformers import GenerationConfig
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from .modeling.configuration_unimedvl import UniMedVLConfig
 from .modeling.image_processing_unimedvl import UniMedVLImageProcessor
@@ -105,8 +115,69 @@ def write_processor(context: ConversionContext) -> None:
         processor.save_pretrained(context.staging)
 
 
-# Called in order on the staging folder; the diffusers pipeline files are added by appending a writer here.
-WRITERS: tuple[Writer, ...] = (write_model, write_processor)
+def write_pipeline(context: ConversionContext) -> None:
+    """The diffusers side, next to the transformers files: `model_index.json`, `vae/` (converted from the release's
+    `ae.safetensors`), `scheduler/`, the pipeline code, and the `model/` and `processor/` component folders.
+
+    The weight shards move into `model/` and the root index points at them there, so `from_pretrained` of
+    transformers (root) and diffusers (`model/`) read the same files: the weights are stored once."""
+    from diffusers import __version__ as diffusers_version
+    from diffusers.utils.dynamic_modules_utils import get_relative_import_files
+
+    from .pipelines import pipeline_unimedvl
+    from .pipelines.autoencoder_unimedvl import AE_WEIGHTS_NAME, load_original_autoencoder
+    from .pipelines.presets import TEXT_TO_IMAGE_DEFAULTS
+    from .pipelines.scheduling_unimedvl import build_flow_match_scheduler
+
+    staging = context.staging
+    _move_weights_into(staging, "model")
+    write_processor(dataclasses.replace(context, staging=staging / "processor"))
+    vae = load_original_autoencoder(context.source / AE_WEIGHTS_NAME, torch_dtype=context.dtype)
+    vae.save_pretrained(staging / "vae", max_shard_size=context.max_shard_size)
+    build_flow_match_scheduler(TEXT_TO_IMAGE_DEFAULTS.timestep_shift).save_pretrained(staging / "scheduler")
+    pipeline_file = Path(pipeline_unimedvl.__file__)
+    for code_file in [pipeline_file, *map(Path, get_relative_import_files(pipeline_file))]:
+        shutil.copy2(code_file, staging / code_file.name)
+    model_index = {
+        "_class_name": [pipeline_file.stem, "UniMedVLPipeline"],
+        "_diffusers_version": diffusers_version,
+        "model": [Path(sys.modules[UniMedVLForConditionalGeneration.__module__].__file__).stem, "UniMedVLForConditionalGeneration"],
+        "processor": [Path(sys.modules[UniMedVLProcessor.__module__].__file__).stem, "UniMedVLProcessor"],
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (staging / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+
+
+def _move_weights_into(staging: Path, component: str) -> None:
+    """Make `staging/component` a complete transformers folder holding the weight files, and leave at the root a
+    config, the code and a `model.safetensors.index.json` whose entries point into `component/`."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    folder = staging / component
+    folder.mkdir()
+    model_code = staging / Path(sys.modules[UniMedVLForConditionalGeneration.__module__].__file__).name
+    for path in [staging / "config.json", staging / "generation_config.json", model_code]:
+        shutil.copy2(path, folder / path.name)
+    for path in get_relative_import_files(model_code):
+        shutil.copy2(path, folder / Path(path).name)
+    index_path = staging / SAFE_WEIGHTS_INDEX_NAME
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        shutil.move(index_path, folder / SAFE_WEIGHTS_INDEX_NAME)
+    else:  # one unsharded file: describe it with an index so the root can point at it
+        with safe_open(str(staging / SAFE_WEIGHTS_NAME), framework="pt") as handle:
+            keys = list(handle.keys())
+        size = (staging / SAFE_WEIGHTS_NAME).stat().st_size
+        index = {"metadata": {"total_size": size}, "weight_map": dict.fromkeys(keys, SAFE_WEIGHTS_NAME)}
+    for shard in sorted(set(index["weight_map"].values())):
+        shutil.move(staging / shard, folder / shard)
+    index["weight_map"] = {key: f"{component}/{shard}" for key, shard in index["weight_map"].items()}
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+# Called in order on the staging folder.
+WRITERS: tuple[Writer, ...] = (write_model, write_processor, write_pipeline)
 
 
 def convert_checkpoint(
@@ -209,5 +280,6 @@ __all__ = [
     "convert_checkpoint",
     "release_generation_config",
     "write_model",
+    "write_pipeline",
     "write_processor",
 ]
