@@ -190,40 +190,60 @@ class UniMedVLPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path,
+        torch_dtype: torch.dtype | None = None,
+        device_map=None,
+        **kwargs,
+    ):
         r"""
-        Load from a converted checkpoint (diffusers `model_index.json` next to the transformers files) or from the
-        ORIGINAL release layout (`ema.safetensors`, `ae.safetensors`, `llm_config.json`, ... — e.g.
-        `General-Medical-AI/UniMedVL`). Accepts the usual diffusers arguments (`torch_dtype`, `device_map`, ...).
-        Loading the original layout needs the `unimedvl` package (its model classes); converted checkpoints also load
-        without it via `DiffusionPipeline.from_pretrained(path, trust_remote_code=True)`.
-        """
-        hub_kwargs = {key: kwargs[key] for key in ("revision", "cache_dir", "token", "local_files_only") if key in kwargs}
-        if not _has_file(pretrained_model_name_or_path, "model_index.json", hub_kwargs):
-            return cls.from_release(pretrained_model_name_or_path, **kwargs)
-        model_class, processor_class = _registered_unimedvl_classes()
-        if model_class is not None and "model" not in kwargs:
-            # Prefer the installed classes over the checkpoint's copy of the code.
-            dtype = kwargs.get("torch_dtype")
-            kwargs["model"] = model_class.from_pretrained(pretrained_model_name_or_path, torch_dtype=dtype, **hub_kwargs)
-            kwargs.setdefault("processor", processor_class.from_pretrained(pretrained_model_name_or_path, **hub_kwargs))
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        Load the pipeline from any UniMedVL checkpoint: the ORIGINAL release layout (`ema.safetensors`,
+        `ae.safetensors`, `llm_config.json`, ... — e.g. `General-Medical-AI/UniMedVL`), a checkpoint written by
+        `unimedvl convert` (transformers files at the root, diffusers `model_index.json` + `vae/` + `scheduler/`), or a
+        folder written by `save_pretrained`. The model's weights are read once and shared with understanding.
 
-    @classmethod
-    def from_release(cls, pretrained_model_name_or_path, torch_dtype=None, timestep_shift: float = 3.0, **kwargs):
-        """Build the pipeline from a transformers-layout or original-layout checkpoint plus its `ae.safetensors`."""
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`): local folder or Hub repo id.
+            torch_dtype (`torch.dtype`, *optional*): dtype of the model and the VAE (default: as stored).
+            device_map (`str` or `dict`, *optional*): passed to the model's `from_pretrained` (e.g. `"auto"`).
+            model / vae / scheduler / processor (*optional*): ready components to use instead of loading them.
+            revision, cache_dir, token, local_files_only: Hub options.
+
+        Without the `unimedvl` package (running as Hub custom code) this defers to
+        `DiffusionPipeline.from_pretrained`, which needs `trust_remote_code=True`.
+        """
         model_class, processor_class = _registered_unimedvl_classes()
         if model_class is None:
-            raise ImportError(
-                "Loading a checkpoint without `model_index.json` (such as the original UniMedVL release) needs the "
-                "`unimedvl` package: `pip install unimedvl` and `import unimedvl` first."
+            return super().from_pretrained(
+                pretrained_model_name_or_path, torch_dtype=torch_dtype, device_map=device_map, **kwargs
             )
         hub_kwargs = {key: kwargs.pop(key) for key in ("revision", "cache_dir", "token", "local_files_only") if key in kwargs}
-        model = model_class.from_pretrained(pretrained_model_name_or_path, torch_dtype=torch_dtype, **hub_kwargs, **kwargs)
-        processor = processor_class.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        vae_path = _resolve_file(pretrained_model_name_or_path, AE_WEIGHTS_NAME, hub_kwargs)
-        vae = load_original_autoencoder(vae_path, torch_dtype=torch_dtype or model.dtype).to(model.device)
-        scheduler = build_flow_match_scheduler(timestep_shift)
+        path = pretrained_model_name_or_path
+        model = kwargs.pop("model", None)
+        if model is None:
+            location = _component_location(path, "model", "config.json", hub_kwargs)
+            model = model_class.from_pretrained(path, torch_dtype=torch_dtype, device_map=device_map, **location, **hub_kwargs)
+        processor = kwargs.pop("processor", None)
+        if processor is None:
+            location = _component_location(path, "processor", "tokenizer_config.json", hub_kwargs)
+            processor = processor_class.from_pretrained(path, **location, **hub_kwargs)
+        vae = kwargs.pop("vae", None)
+        if vae is None:
+            if _has_file(path, "vae/config.json", hub_kwargs):
+                vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=torch_dtype, **hub_kwargs)
+            else:  # the release's ae.safetensors
+                vae_file = _resolve_file(path, AE_WEIGHTS_NAME, hub_kwargs)
+                vae = load_original_autoencoder(vae_file, torch_dtype=torch_dtype or model.dtype)
+            vae = vae.to(model.device)
+        scheduler = kwargs.pop("scheduler", None)
+        if scheduler is None:
+            if _has_file(path, "scheduler/scheduler_config.json", hub_kwargs):
+                scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler", **hub_kwargs)
+            else:
+                scheduler = build_flow_match_scheduler(TEXT_TO_IMAGE_DEFAULTS.timestep_shift)
+        if kwargs:
+            raise TypeError(f"Unexpected arguments for UniMedVLPipeline.from_pretrained: {sorted(kwargs)}.")
         return cls(model=model, vae=vae, scheduler=scheduler, processor=processor)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -784,6 +804,13 @@ def _has_file(path_or_repo_id, filename: str, hub_kwargs: dict) -> bool:
     except (EntryNotFoundError, LocalEntryNotFoundError):
         return False
     return True
+
+
+def _component_location(path_or_repo_id, name: str, marker: str, hub_kwargs: dict) -> dict:
+    """`{"subfolder": name}` for a diffusers-style save (`name/marker`), `{}` when the component sits at the root."""
+    if _has_file(path_or_repo_id, marker, hub_kwargs) or not _has_file(path_or_repo_id, f"{name}/{marker}", hub_kwargs):
+        return {}
+    return {"subfolder": name}
 
 
 def _resolve_file(path_or_repo_id, filename: str, hub_kwargs: dict) -> str:
