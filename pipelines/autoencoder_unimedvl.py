@@ -258,7 +258,8 @@ def encode_image_latents(
 
     Args:
         vae (`AutoencoderKL`): the converted autoencoder.
-        pixel_values (`torch.Tensor` of shape `(batch, 3, height, width)`): images in [-1, 1].
+        pixel_values (`torch.Tensor` of shape `(batch, 3, height, width)`): images in [-1, 1], on the device the VAE
+            runs on.
         generator (`torch.Generator` or `list[torch.Generator]`, *optional*): RNG of the posterior noise.
         sample_posterior (`bool`, *optional*, defaults to `True`): sample (as the original) or take the mean.
         posterior_noise (`torch.Tensor` of shape `(batch, latent_channels, height / 8, width / 8)`, *optional*):
@@ -271,7 +272,7 @@ def encode_image_latents(
     if posterior_noise is not None and not sample_posterior:
         raise ValueError("`posterior_noise` is only used when `sample_posterior=True`")
 
-    pixel_values = pixel_values.to(device=vae.device, dtype=vae.dtype)
+    pixel_values = pixel_values.to(dtype=vae.dtype)  # the caller picks the device (offloading moves the VAE itself)
     mean, logvar = vae.encode(pixel_values).latent_dist.parameters.chunk(2, dim=1)
     if sample_posterior:
         if posterior_noise is None:
@@ -293,13 +294,14 @@ def decode_latents(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
 
     Args:
         vae (`AutoencoderKL`): the converted autoencoder.
-        latents (`torch.Tensor` of shape `(batch, latent_channels, height, width)`): scaled and shifted latents.
+        latents (`torch.Tensor` of shape `(batch, latent_channels, height, width)`): scaled and shifted latents, on
+            the device the VAE runs on.
 
     Returns:
         `torch.Tensor` of shape `(batch, 3, 8 * height, 8 * width)`: the raw decoder output, nominally in [-1, 1]
         but not clamped.
     """
     _check_image_batch(latents, vae.config.latent_channels, "latents")
-    latents = latents.to(device=vae.device, dtype=vae.dtype)
+    latents = latents.to(dtype=vae.dtype)
     latents = latents / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
     return vae.decode(latents).sample

@@ -365,7 +365,7 @@ class UniMedVLPipeline(DiffusionPipeline):
         image_processor = self.processor.image_processor
         vae_image = image_processor.resize_image(image, *VAE_RESIZE)
         if image_latents is None:
-            pixels = torch.from_numpy(image_processor.to_normalized_array(vae_image))[None]
+            pixels = torch.from_numpy(image_processor.to_normalized_array(vae_image))[None].to(device)
             image_latents = encode_image_latents(self.vae, pixels, generator=generator)[0]
         expected = (vae_image.height // self.vae_scale_factor, vae_image.width // self.vae_scale_factor)
         if tuple(image_latents.shape[-2:]) != expected:
@@ -685,7 +685,7 @@ class UniMedVLPipeline(DiffusionPipeline):
         if output_type == "latent":
             images_out = latents
         else:
-            decoded = decode_latents(self.vae, latents.to(self.vae.dtype))
+            decoded = decode_latents(self.vae, latents)
             images_out = self.image_processor.postprocess(decoded.float(), output_type=output_type)
         self.maybe_free_model_hooks()
         texts = texts or None
