@@ -336,7 +336,7 @@ class UniMedVLPreTrainedModel(PreTrainedModel):
         config = config_from_original(original, original_weights)
         with staged_original_checkpoint(original, config, original_weights) as staging:
             model = super().from_pretrained(staging, *model_args, key_mapping=ORIGINAL_KEY_MAPPING, **kwargs)
-        model.config.name_or_path = str(pretrained_model_name_or_path)
+        model.name_or_path = model.config.name_or_path = str(pretrained_model_name_or_path)
         # transformers would otherwise undo the key mapping on `save_pretrained`; our layout uses our own names.
         model._weight_conversions = None
         return model
