@@ -63,6 +63,9 @@ class UniMedVLImageProcessorKwargs(ImagesKwargs, total=False):
     frame_index (`int`): Frame of multi-frame DICOMs (default: middle frame).
     slice_index (`int`): Slice of NIfTI volumes (default: middle slice).
     window (`str` or `tuple`): Display window for DICOM/NIfTI/16-bit inputs: a preset name or `(center, width)`.
+    generation_vae_resize (`list[int]`): Image generation: how a conditioning image is resized for the VAE (and how
+        the default output size is derived), as [longest side, shortest side, stride, max pixels].
+    generation_vit_resize (`list[int]`): Image generation: how that VAE-sized image is resized again for the ViT.
     """
 
     max_pixels: int
@@ -70,6 +73,8 @@ class UniMedVLImageProcessorKwargs(ImagesKwargs, total=False):
     frame_index: int | None
     slice_index: int | None
     window: str | tuple | list | None
+    generation_vae_resize: list[int] | tuple[int, ...]
+    generation_vit_resize: list[int] | tuple[int, ...]
 
 
 class UniMedVLImageProcessor(PilBackend):
@@ -105,6 +110,8 @@ class UniMedVLImageProcessor(PilBackend):
     frame_index = None
     slice_index = None
     window = None
+    generation_vae_resize = list(GENERATION_VAE_RESIZE)
+    generation_vit_resize = list(GENERATION_VIT_RESIZE)
 
     def fetch_images(self, images, frame_index=None, slice_index=None, window=None):
         """Load every image of a (possibly nested) list as an 8-bit RGB PIL image; see [`medical_io.load_image`]."""

@@ -42,9 +42,6 @@ from .presets import (
 from .scheduling_unimedvl import build_flow_match_scheduler, set_reference_timesteps
 
 
-# Resize rules of the release's generation path, as (longest side, shortest side, stride, max pixels).
-VAE_RESIZE = (1024, 32, 16, 14 * 14 * 9 * 1024)
-VIT_RESIZE = (980, 387, 14, 14 * 14 * 9 * 1024)
 CFG_RENORM_TYPES = ("global", "channel", "text_channel")
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 DESCRIBE_MAX_TOKENS = 800  # the release's understanding pass before editing
@@ -359,11 +356,12 @@ class UniMedVLPipeline(DiffusionPipeline):
     ) -> ConditioningImage:
         """Resize an input image with the release's generation rules and encode it for both encoders.
 
-        The VAE sees it at up to 1024 px (stride 16); the ViT sees that VAE-resized image resized again (980 / 387 /
-        14), as in the release. The VAE latent is a posterior sample (seeded by `generator`) unless `image_latents`
-        (already scaled, `(16, h, w)`) is given."""
+        The rules are the image processor's `generation_vae_resize` / `generation_vit_resize` (the release: the VAE
+        sees it at up to 1024 px, stride 16; the ViT sees that VAE-sized image resized again, 980 / 387 / 14). The VAE
+        latent is a posterior sample (seeded by `generator`) unless `image_latents` (already scaled, `(16, h, w)`) is
+        given."""
         image_processor = self.processor.image_processor
-        vae_image = image_processor.resize_image(image, *VAE_RESIZE)
+        vae_image = image_processor.resize_image(image, *image_processor.generation_vae_resize)
         if image_latents is None:
             pixels = torch.from_numpy(image_processor.to_normalized_array(vae_image))[None].to(device)
             image_latents = encode_image_latents(self.vae, pixels, generator=generator)[0]
@@ -374,7 +372,7 @@ class UniMedVLPipeline(DiffusionPipeline):
                 f"VAE sees at {vae_image.width}x{vae_image.height} (latent {expected})."
             )
         latent_tokens = pack_latents(image_latents[None].to(device, torch.float32), self.latent_patch_size)[0]
-        longest, shortest, stride, max_pixels = VIT_RESIZE
+        longest, shortest, stride, max_pixels = image_processor.generation_vit_resize
         vit = image_processor(
             vae_image,
             size={"longest_edge": longest, "shortest_edge": shortest},
@@ -383,7 +381,7 @@ class UniMedVLPipeline(DiffusionPipeline):
             return_tensors="pt",
         )
         grid = tuple(int(v) for v in vit["image_grid_hw"][0])
-        vit_image = image_processor.resize_image(vae_image, *VIT_RESIZE)
+        vit_image = image_processor.resize_image(vae_image, longest, shortest, stride, max_pixels)
         latent_grid = (expected[0] // self.latent_patch_size, expected[1] // self.latent_patch_size)
         return ConditioningImage(latent_tokens, latent_grid, vit["pixel_values"].to(device), grid, vit_image)
 
@@ -557,7 +555,8 @@ class UniMedVLPipeline(DiffusionPipeline):
                 image (or list of images) per prompt. Each enters the context as a clean VAE block then a ViT block.
             height / width (`int`, *optional*):
                 Output size, multiples of 16 and at most 1024. Default: the input image's aspect-preserving size under
-                the release's VAE rules (max side 1024), else 1024 × 1024.
+                the VAE rules (`image_processor.generation_vae_resize`; the release: max side 1024), else a square of
+                that rule's longest side (1024 × 1024 for the release).
             num_inference_steps (`int`, *optional*, defaults to 49):
                 Model evaluations (Euler steps). The release's "50 timesteps" is 49 evaluations.
             guidance_scale (`float`, *optional*):
@@ -722,10 +721,10 @@ class UniMedVLPipeline(DiffusionPipeline):
     def _default_size(self, images, height, width):
         if height is not None and width is not None:
             return height, width
-        if not images:
-            return height or 1024, width or 1024
-        longest, shortest, stride, max_pixels = VAE_RESIZE
-        sizes = {self._fit(group[0], longest, shortest, stride, max_pixels) for group in images}
+        rule = self.processor.image_processor.generation_vae_resize
+        if not images:  # a square of the largest side the VAE rule allows (1024 for the release)
+            return height or rule[0], width or rule[0]
+        sizes = {self._fit(group[0], *rule) for group in images}
         if len(sizes) > 1:
             raise ValueError(f"Input images give different output sizes {sorted(sizes)}; pass `height` and `width`.")
         default_width, default_height = sizes.pop()

@@ -16,7 +16,7 @@ import argparse
 from ..pipelines.presets import TASK_PRESETS
 from . import CommandError
 from .chat import _positive_int, _window, load_images
-from .generate import add_generation_options, load_pipeline, output_paths, pipeline_kwargs, save_images
+from .generate import add_generation_options, check_sizes, load_pipeline, output_paths, pipeline_kwargs, save_images
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -65,10 +65,7 @@ def task_arguments(task: str, fields: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    for name in ("height", "width"):
-        value = getattr(args, name)
-        if value is not None and value % 16:
-            raise CommandError(f"--{name} must be a multiple of 16, got {value}.")
+    check_sizes(args)
     paths = output_paths(args.output, args.num_images)
     task = task_arguments(args.task, args.field)
     image = load_images([args.image], args.frame_index, args.slice_index, args.window)[0]

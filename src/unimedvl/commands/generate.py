@@ -27,8 +27,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("prompt", help="what to generate")
     add_generation_options(parser)
-    parser.add_argument("--height", type=_positive_int, default=1024, help="output height, multiple of 16 (default: 1024)")
-    parser.add_argument("--width", type=_positive_int, default=1024, help="output width, multiple of 16 (default: 1024)")
+    parser.add_argument(
+        "--height", type=_positive_int, help="output height, multiple of 16 (default: the model's, 1024 for the release)"
+    )
+    parser.add_argument("--width", type=_positive_int, help="output width, multiple of 16 (default: the model's)")
     parser.set_defaults(func=run)
     return parser
 
@@ -62,6 +64,13 @@ def output_paths(output: str, count: int) -> list[Path]:
     if count == 1:
         return [path]
     return [path.with_name(f"{path.stem}-{index}{path.suffix}") for index in range(1, count + 1)]
+
+
+def check_sizes(args: argparse.Namespace) -> None:
+    for name in ("height", "width"):
+        value = getattr(args, name)
+        if value is not None and value % 16:
+            raise CommandError(f"--{name} must be a multiple of 16, got {value}.")
 
 
 def pipeline_kwargs(args: argparse.Namespace) -> dict:
@@ -100,9 +109,7 @@ def save_images(output, paths: list[Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    for name in ("height", "width"):
-        if getattr(args, name) % 16:
-            raise CommandError(f"--{name} must be a multiple of 16, got {getattr(args, name)}.")
+    check_sizes(args)
     paths = output_paths(args.output, args.num_images)
     pipe = load_pipeline(args)
     output = pipe(args.prompt, height=args.height, width=args.width, **pipeline_kwargs(args))
