@@ -8,6 +8,8 @@ constants). Here every one of them is a documented field, so that `config.json` 
 
 from transformers import PreTrainedConfig, Qwen2Config, SiglipVisionConfig
 
+from .original_checkpoint import original_config_kwargs
+
 
 class UniMedVLTextConfig(Qwen2Config):
     r"""
@@ -181,6 +183,12 @@ class UniMedVLConfig(PreTrainedConfig):
     vision_start_token_id: int = 151652
     vision_end_token_id: int = 151653
     tie_word_embeddings: bool = False
+
+    @classmethod
+    def from_original(cls, folder, weights: str = "ema") -> "UniMedVLConfig":
+        """The config of an ORIGINAL release folder (`llm_config.json`, `vit_config.json`, `ema.safetensors`, tokenizer
+        files), with the settings the release keeps in code made explicit and sizes read from tensor shapes."""
+        return cls(**original_config_kwargs(folder, weights))
 
     @property
     def latent_downsample(self) -> int:

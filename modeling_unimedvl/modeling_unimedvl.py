@@ -39,7 +39,6 @@ from .configuration_unimedvl import UniMedVLConfig, UniMedVLTextConfig, UniMedVL
 from .original_checkpoint import (
     ORIGINAL_KEY_MAPPING,
     check_checkpoint_folder,
-    config_from_original,
     resolve_original_checkpoint,
     staged_original_checkpoint,
 )
@@ -333,7 +332,7 @@ class UniMedVLPreTrainedModel(PreTrainedModel):
             original = resolve_original_checkpoint(pretrained_model_name_or_path, **kwargs)
         if original is None:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        config = config_from_original(original, original_weights)
+        config = UniMedVLConfig.from_original(original, original_weights)
         with staged_original_checkpoint(original, config, original_weights) as staging:
             model = super().from_pretrained(staging, *model_args, key_mapping=ORIGINAL_KEY_MAPPING, **kwargs)
         model.name_or_path = model.config.name_or_path = str(pretrained_model_name_or_path)

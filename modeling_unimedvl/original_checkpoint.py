@@ -22,7 +22,6 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from .configuration_unimedvl import UniMedVLConfig
 
 
 ORIGINAL_LAYOUT_FILES = ("llm_config.json", "vit_config.json", "ema.safetensors")
@@ -151,8 +150,10 @@ def _square_side(rows: int, what: str) -> int:
     return side
 
 
-def config_from_original(folder: str | os.PathLike, weights: str = "ema") -> UniMedVLConfig:
-    """Build a [`UniMedVLConfig`] for a release folder from its JSON configs, tensor shapes and tokenizer.
+def original_config_kwargs(folder: str | os.PathLike, weights: str = "ema") -> dict:
+    """Keyword arguments of [`UniMedVLConfig`] for a release folder, from its JSON configs, tensor shapes and tokenizer
+    (see [`UniMedVLConfig.from_original`]; this module stays free of our other modules so that it can be shipped and
+    imported alone by the processor).
 
     The release's loaders override part of `llm_config.json` in code (q/k norm on, untied head, MoT layers) and run one
     ViT layer fewer than `vit_config.json` says; those facts are written into the config explicitly here.
@@ -205,7 +206,7 @@ def config_from_original(folder: str | os.PathLike, weights: str = "ema") -> Uni
     )
     token_ids = special_token_ids(folder)
     text_config.update({key: token_ids[key] for key in ("pad_token_id", "bos_token_id", "eos_token_id")})
-    return UniMedVLConfig(
+    return dict(
         text_config=text_config,
         vision_config=vision_config,
         latent_patch_size=latent_patch_size,
@@ -223,9 +224,9 @@ def config_from_original(folder: str | os.PathLike, weights: str = "ema") -> Uni
 
 
 @contextlib.contextmanager
-def staged_original_checkpoint(folder: str | os.PathLike, config: UniMedVLConfig, weights: str = "ema"):
-    """Yield a temporary folder that transformers can load as a regular checkpoint: our `config.json` plus a symlink
-    `model.safetensors` → the release's weight file (so nothing is copied)."""
+def staged_original_checkpoint(folder: str | os.PathLike, config, weights: str = "ema"):
+    """Yield a temporary folder that transformers can load as a regular checkpoint: `config` (a [`UniMedVLConfig`]) saved
+    as `config.json`, plus a symlink `model.safetensors` → the release's weight file (so nothing is copied)."""
     folder = Path(folder).resolve()
     with tempfile.TemporaryDirectory(prefix="unimedvl-original-") as staging:
         staging = Path(staging)

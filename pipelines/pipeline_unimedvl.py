@@ -155,7 +155,7 @@ class UniMedVLPipeline(DiffusionPipeline):
 
     ```python
     >>> from unimedvl import UniMedVLPipeline
-    >>> pipe = UniMedVLPipeline.from_pretrained("General-Medical-AI/UniMedVL", torch_dtype=torch.bfloat16).to("cuda")
+    >>> pipe = UniMedVLPipeline.from_pretrained("General-Medical-AI/UniMedVL", dtype=torch.bfloat16).to("cuda")
     >>> image = pipe("A PA chest X-ray showing a right lower lobe pneumonia.").images[0]
     >>> edited = pipe(task="translate", image="t2.dcm").images[0]
     ```
@@ -190,8 +190,9 @@ class UniMedVLPipeline(DiffusionPipeline):
     def from_pretrained(
         cls,
         pretrained_model_name_or_path,
-        torch_dtype: torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
         device_map=None,
+        torch_dtype: torch.dtype | None = None,
         **kwargs,
     ):
         r"""
@@ -202,7 +203,8 @@ class UniMedVLPipeline(DiffusionPipeline):
 
         Args:
             pretrained_model_name_or_path (`str` or `os.PathLike`): local folder or Hub repo id.
-            torch_dtype (`torch.dtype`, *optional*): dtype of the model and the VAE (default: as stored).
+            dtype (`torch.dtype`, *optional*): dtype of the model and the VAE (default: as stored). `torch_dtype` is
+                accepted as its older name.
             device_map (`str` or `dict`, *optional*): passed to the model's `from_pretrained` (e.g. `"auto"`).
             model / vae / scheduler / processor (*optional*): ready components to use instead of loading them.
             revision, cache_dir, token, local_files_only: Hub options.
@@ -210,17 +212,16 @@ class UniMedVLPipeline(DiffusionPipeline):
         Without the `unimedvl` package (running as Hub custom code) this defers to
         `DiffusionPipeline.from_pretrained`, which needs `trust_remote_code=True`.
         """
+        dtype = dtype if dtype is not None else torch_dtype
         model_class, processor_class = _registered_unimedvl_classes()
         if model_class is None:
-            return super().from_pretrained(
-                pretrained_model_name_or_path, torch_dtype=torch_dtype, device_map=device_map, **kwargs
-            )
+            return super().from_pretrained(pretrained_model_name_or_path, dtype=dtype, device_map=device_map, **kwargs)
         hub_kwargs = {key: kwargs.pop(key) for key in ("revision", "cache_dir", "token", "local_files_only") if key in kwargs}
         path = pretrained_model_name_or_path
         model = kwargs.pop("model", None)
         if model is None:
             location = _component_location(path, "model", "config.json", hub_kwargs)
-            model = model_class.from_pretrained(path, torch_dtype=torch_dtype, device_map=device_map, **location, **hub_kwargs)
+            model = model_class.from_pretrained(path, dtype=dtype, device_map=device_map, **location, **hub_kwargs)
         processor = kwargs.pop("processor", None)
         if processor is None:
             location = _component_location(path, "processor", "tokenizer_config.json", hub_kwargs)
@@ -228,10 +229,10 @@ class UniMedVLPipeline(DiffusionPipeline):
         vae = kwargs.pop("vae", None)
         if vae is None:
             if _has_file(path, "vae/config.json", hub_kwargs):
-                vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=torch_dtype, **hub_kwargs)
+                vae = AutoencoderKL.from_pretrained(path, subfolder="vae", dtype=dtype, **hub_kwargs)
             else:  # the release's ae.safetensors
                 vae_file = _resolve_file(path, AE_WEIGHTS_NAME, hub_kwargs)
-                vae = load_original_autoencoder(vae_file, torch_dtype=torch_dtype or model.dtype)
+                vae = load_original_autoencoder(vae_file, torch_dtype=dtype or model.dtype)
             vae = vae.to(model.device)
         scheduler = kwargs.pop("scheduler", None)
         if scheduler is None:

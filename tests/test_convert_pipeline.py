@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 checkpoint, inputs_path, output = sys.argv[1:4]
 torch.set_num_threads(2)
-pipe = DiffusionPipeline.from_pretrained(checkpoint, trust_remote_code=True, torch_dtype=torch.float32)
+pipe = DiffusionPipeline.from_pretrained(checkpoint, trust_remote_code=True, dtype=torch.float32)
 pipe.set_progress_bar_config(disable=True)
 spec = json.load(open(inputs_path))
 latents = load_file(spec.pop("latents_file"))["latents"]

@@ -16,7 +16,7 @@ from importlib import import_module
 from . import __version__
 
 
-COMMANDS = ("chat", "convert", "generate", "edit", "train")
+COMMANDS = ("chat", "convert", "generate", "edit", "train", "eval", "demo", "card", "push")
 USAGE_ERROR_STATUS = 2
 
 

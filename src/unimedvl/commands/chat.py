@@ -1,8 +1,13 @@
 # Copyright 2026 The UniMedVL-HF contributors. Licensed under the Apache License, Version 2.0.
 """`unimedvl chat`: ask UniMedVL about medical images; the answer streams to stdout.
 
-    unimedvl chat --image chest.dcm "Describe the findings."
+    unimedvl chat --image head_ct.dcm "Which imaging modality is this?"    # the embedded UniMedVL-Nano model
+    unimedvl chat --model General-Medical-AI/UniMedVL --image chest.dcm "Describe the findings."
     unimedvl chat --model ./UniMedVL-hf --image head.nii.gz --slice-index 80 --window brain "Any bleeding?"
+
+Without --model (and without $UNIMEDVL_MODEL) the embedded UniMedVL-Nano model answers: a small demo model trained by
+this project on a few hundred open images, offline; it only knows its training questions (modality, body part, plane,
+CT window, colour, "Describe this image.").
 
 Options, images and the prompt length are all checked before the model is loaded.
 """
@@ -12,7 +17,7 @@ import re
 import sys
 import threading
 
-from ..hub import DEFAULT_MODEL_ID
+from ..hub import MODEL_ENV_VAR
 from ..modeling.medical_io import WINDOW_PRESETS, is_nifti_path, load_image
 from . import CommandError
 
@@ -31,8 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("question", help="the question or instruction, e.g. 'Describe the findings.'")
     parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL_ID,
-        help=f"Hub repo id or local folder, our layout or the original release layout (default: {DEFAULT_MODEL_ID})",
+        help="Hub repo id or local folder, our layout or the original release layout (default: "
+        f"${MODEL_ENV_VAR}, else the embedded UniMedVL-Nano model)",
     )
     parser.add_argument(
         "--image",
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from .. import UniMedVLForConditionalGeneration, UniMedVLProcessor
-    from ..hub import load_config
+    from ..hub import announce_model, explain_unavailable_model, load_config
 
     if args.temperature is not None and not args.do_sample:
         raise CommandError("--temperature only applies with --do-sample.")
@@ -85,7 +90,9 @@ def run(args: argparse.Namespace) -> None:
     dtype = resolve_dtype(args.dtype, device)
     images = load_images(args.image, args.frame_index, args.slice_index, args.window)
 
-    processor = UniMedVLProcessor.from_pretrained(args.model)
+    model_name = announce_model(args.model)
+    with explain_unavailable_model(model_name):
+        processor = UniMedVLProcessor.from_pretrained(model_name)
     content = [{"type": "image", "image": image} for image in images] + [{"type": "text", "text": args.question}]
     inputs = processor.apply_chat_template(
         [{"role": "user", "content": content}],
@@ -95,9 +102,10 @@ def run(args: argparse.Namespace) -> None:
         return_tensors="pt",
         think=args.think,
     )
-    check_context_length(inputs["input_ids"], load_config(args.model), args.max_new_tokens)
-
-    model = UniMedVLForConditionalGeneration.from_pretrained(args.model, dtype=dtype, device_map=str(device)).eval()
+    with explain_unavailable_model(model_name):
+        check_context_length(inputs["input_ids"], load_config(model_name), args.max_new_tokens)
+        model = UniMedVLForConditionalGeneration.from_pretrained(model_name, dtype=dtype, device_map=str(device))
+    model.eval()
     inputs = inputs.to(device)
     generation_kwargs = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, num_beams=args.num_beams)
     if args.temperature is not None:

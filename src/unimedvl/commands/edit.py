@@ -9,6 +9,10 @@ or any free instruction).
 `--task` is a preset name (its instruction and settings; only `staining` is the release's own prompt) or, otherwise,
 the instruction itself. The output keeps the input's aspect ratio (longest side up to 1024) unless --height/--width
 are given.
+
+Without --model (and without $UNIMEDVL_MODEL) the embedded UniMedVL-Nano model runs (64 px); it learned two
+instructions only: CT window changes ("Show this CT slice in a bone window.") and 2x super-resolution ("Increase the
+resolution of this image.").
 """
 
 import argparse

@@ -1,16 +1,19 @@
 # Copyright 2026 The UniMedVL-HF contributors. Licensed under the Apache License, Version 2.0.
 """`unimedvl generate`: text-to-image over UniMedVL's modalities.
 
-    unimedvl generate "A PA chest X-ray showing a right lower lobe pneumonia." -o cxr.png
+    unimedvl generate "An axial CT slice of the head" -o ct.png        # the embedded UniMedVL-Nano model (64 px)
+    unimedvl generate "A PA chest X-ray showing a right lower lobe pneumonia." -o cxr.png \
+        --model General-Medical-AI/UniMedVL
     unimedvl generate "An axial CT slice of the head." -o ct.png --steps 30 --seed 7 --num-images 4
 
 Defaults are the release's text-to-image settings (49 steps, guidance 3.0 / 1.5 in (0.4, 1], global renorm, shift 3).
+Without --model (and without $UNIMEDVL_MODEL) the embedded UniMedVL-Nano model runs.
 """
 
 import argparse
 from pathlib import Path
 
-from ..hub import DEFAULT_MODEL_ID
+from ..hub import MODEL_ENV_VAR
 from . import CommandError
 from .chat import DTYPES, _positive_int, resolve_device, resolve_dtype
 
@@ -39,7 +42,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `generate` and `edit`: model, output, sampling, device."""
     parser.add_argument("-o", "--output", required=True, help="image file to write (PNG, JPEG, TIFF, ...)")
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL_ID, help=f"Hub repo id or local folder, any layout (default: {DEFAULT_MODEL_ID})"
+        "--model",
+        help=f"Hub repo id or local folder, any layout (default: ${MODEL_ENV_VAR}, else the embedded UniMedVL-Nano model)",
     )
     parser.add_argument("--steps", type=_positive_int, help="model evaluations (default: 49, the release's 50 timesteps)")
     parser.add_argument("--seed", type=int, help="seed of the noise (and of the input image's VAE sample)")
@@ -93,11 +97,16 @@ def pipeline_kwargs(args: argparse.Namespace) -> dict:
 
 
 def load_pipeline(args: argparse.Namespace):
+    """The pipeline of `--model` (else of the default model, announced on stderr) on `--device` in `--dtype`."""
     from .. import UniMedVLPipeline
+    from ..hub import announce_model, explain_unavailable_model
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    return UniMedVLPipeline.from_pretrained(args.model, torch_dtype=dtype).to(device)
+    model_name = announce_model(args.model)
+    with explain_unavailable_model(model_name):
+        pipe = UniMedVLPipeline.from_pretrained(model_name, torch_dtype=dtype)
+    return pipe.to(device)
 
 
 def save_images(output, paths: list[Path]) -> None:
