@@ -2,7 +2,7 @@
 """Train the small Qwen2-style tokenizer of UniMedVL-Nano.
 
 ```
-python -m unimedvl.train.nano_tokenizer DATASET_DIR OUTPUT_DIR [--vocab-size 1024] [--splits train,test]
+python -m unimedvl.train.nano_tokenizer DATASET_DIR OUTPUT_DIR [--vocab-size 1024] [--splits train]
 ```
 
 The release uses Qwen2.5's byte-level BPE (151k entries); UniMedVL-Nano needs a vocabulary a tiny model can afford.
@@ -26,7 +26,6 @@ Training is deterministic: the same texts and `vocab_size` give byte-identical f
 
 import argparse
 import json
-from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import Qwen2Tokenizer
@@ -62,6 +61,15 @@ QWEN2_ADDED_TOKENS = (
 )
 # Qwen2.5's `additional_special_tokens` (the chat and vision markers).
 ADDITIONAL_SPECIAL_TOKENS = tuple(token for token, _ in QWEN2_ADDED_TOKENS[1:14])
+# What the text of a (task, role) is.
+TEXT_KINDS = {
+    ("understanding", "user"): "question",
+    ("understanding", "assistant"): "answer",
+    ("generation", "user"): "caption",
+    ("generation", "assistant"): "answer",
+    ("interleaved", "user"): "instruction",
+    ("interleaved", "assistant"): "answer",
+}
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
 MODEL_MAX_LENGTH = 131072
@@ -84,10 +92,10 @@ shoulder elbow wrist hand foot ankle leg arm extremity eye retina optic nerve jo
 modality radiology radiograph radiography X-ray CT MRI PET ultrasound sonography mammography angiography
 endoscopy dermatology pathology histology histopathology microscopy fundus ophthalmology nuclear medicine
 tomography computed magnetic resonance imaging weighted T1 T2 FLAIR diffusion perfusion sequence window level
-axial coronal sagittal oblique plane cross section frontal lateral view projection cell cells nucleus stain
-stained staining tissue sample biopsy diagnosis diagnostic clinical medical doctor hospital report impression
+axial coronal sagittal oblique plane cross section frontal projection cell cells nucleus stain
+stained staining sample biopsy diagnosis diagnostic clinical medical doctor hospital report impression
 describe description explain answer question generate create make produce convert change increase decrease
-improve resolution quality noise sharper higher lower color colour grayscale gray grey black white red green blue
+improve resolution quality noise sharper higher color colour grayscale gray grey black white red green blue
 one two three four five first second third single multiple both each all some any more less most many much
 very about between within around into over under after before during while because if then than also only
 """.split()
@@ -110,7 +118,7 @@ def message_texts(row: dict) -> list[str]:
     return [item["text"] for message in row["messages"] for item in message["content"] if item["type"] == "text"]
 
 
-def dataset_texts(dataset_dir, splits=("train", "test")) -> list[str]:
+def dataset_texts(dataset_dir, splits=("train",)) -> list[str]:
     """Every text of the given splits of a built nano data set (with repetitions: frequency guides the merges)."""
     texts = []
     for split in splits:
@@ -161,17 +169,18 @@ def round_trip_failures(tokenizer, texts) -> list[str]:
             if tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) != text]
 
 
-def mean_tokens_by_role(tokenizer, dataset_dir, splits=("train", "test")) -> dict:
-    """Mean tokens per user text (questions, captions, instructions) and per assistant text (answers, descriptions)
-    over all rows of `splits`."""
-    counts = {"user": [], "assistant": []}
+def mean_tokens_by_kind(tokenizer, dataset_dir, splits=("train", "test")) -> dict:
+    """Mean tokens per text over all rows of `splits`, by kind of text ([`TEXT_KINDS`]: questions, answers,
+    captions, instructions)."""
+    counts = {}
     for split in splits:
-        for row in load_nano_dataset(dataset_dir, split).select_columns(["messages"]):
+        for row in load_nano_dataset(dataset_dir, split).select_columns(["messages", "task"]):
             for message in row["messages"]:
-                for item in message["content"]:
-                    if item["type"] == "text":
-                        counts[message["role"]].append(len(tokenizer.encode(item["text"], add_special_tokens=False)))
-    return {f"mean_tokens_{role}": sum(values) / len(values) for role, values in counts.items() if values}
+                kind = TEXT_KINDS[row["task"], message["role"]]
+                counts.setdefault(kind, []).extend(
+                    len(tokenizer.encode(item["text"], add_special_tokens=False))
+                    for item in message["content"] if item["type"] == "text")
+    return {f"mean_tokens_per_{kind}": sum(values) / len(values) for kind, values in sorted(counts.items()) if values}
 
 
 def train_tokenizer(texts, output_dir, vocab_size: int = 1024) -> Qwen2Tokenizer:
@@ -185,7 +194,7 @@ def train_tokenizer(texts, output_dir, vocab_size: int = 1024) -> Qwen2Tokenizer
     return Qwen2Tokenizer.from_pretrained(output_dir)
 
 
-def train_nano_tokenizer(dataset_dir, output_dir, vocab_size: int = 1024, splits=("train", "test")) -> dict:
+def train_nano_tokenizer(dataset_dir, output_dir, vocab_size: int = 1024, splits=("train",)) -> dict:
     """Trains the nano tokenizer on every text of `splits` of a built nano data set (+ [`GENERIC_WORDS`]), saves it
     into `output_dir` and checks it on those texts.
 
@@ -193,10 +202,11 @@ def train_nano_tokenizer(dataset_dir, output_dir, vocab_size: int = 1024, splits
         dataset_dir: a folder written by `python -m unimedvl.train.build_nano_dataset`.
         output_dir: where the tokenizer files are written.
         vocab_size: entries before the 22 added tokens (256 byte symbols + learned merges).
-        splits: the splits whose texts are used (the texts are fixed question / answer / caption wordings).
+        splits: the splits whose texts are used; the held-out split by default stays out of every trained artifact,
+            the tokenizer included.
 
     Returns:
-        `dict`: vocabulary sizes, the texts that fail to round-trip (none expected) and mean tokens per text role.
+        `dict`: vocabulary sizes, the texts that fail to round-trip (none expected) and mean tokens per kind of text.
     """
     texts = dataset_texts(dataset_dir, splits)
     tokenizer = train_tokenizer(texts, output_dir, vocab_size)
@@ -206,7 +216,7 @@ def train_nano_tokenizer(dataset_dir, output_dir, vocab_size: int = 1024, splits
         "texts": len(texts),
         "distinct_texts": len(set(texts)),
         "round_trip_failures": round_trip_failures(tokenizer, texts),
-        **mean_tokens_by_role(tokenizer, dataset_dir, splits),
+        **mean_tokens_by_kind(tokenizer, dataset_dir, splits),
     }
 
 
@@ -216,7 +226,7 @@ def main(argv=None) -> None:
     parser.add_argument("output_dir", help="folder to save the tokenizer into")
     parser.add_argument("--vocab-size", type=int, default=1024,
                         help="entries before the 22 added tokens (256 byte symbols + learned merges)")
-    parser.add_argument("--splits", default="train,test", help="comma-separated splits whose texts are used")
+    parser.add_argument("--splits", default="train", help="comma-separated splits whose texts are used (default: train)")
     args = parser.parse_args(argv)
     metrics = train_nano_tokenizer(args.dataset_dir, args.output_dir, args.vocab_size, tuple(args.splits.split(",")))
     print(json.dumps(metrics, indent=2))

@@ -2,8 +2,8 @@
 """Train the small FLUX-style VAE of UniMedVL-Nano on the distinct training images of the nano data set.
 
 ```
-python -m unimedvl.train.nano_vae DATASET_DIR OUTPUT_DIR [--steps 900] [--batch-size 16] [--seed 0] [--lr 2e-3]
-                                  [--examples PNG]
+python -m unimedvl.train.nano_vae DATASET_DIR OUTPUT_DIR [--steps 3000] [--batch-size 32] [--seed 0] [--lr 2e-3]
+                                  [--crop-size 32] [--threads 1] [--examples PNG]
 ```
 
 The release's VAE is a FLUX AE (16 latent channels, 8x downsampling, no quant convs). No pretrained one is
@@ -15,6 +15,9 @@ res-block per encoder level, a mid block with attention) from scratch:
 - **Augmentation**: random horizontal and vertical flips of histopathology tiles only, where orientation carries no
   meaning. Radiological images, ultrasound and fundus photographs keep their display convention (left/right and
   up/down are anatomical there), so the codec only sees them as the model will.
+- **Crops**: most steps see random 32x32 windows (a shift, not a mirror: harmless for every modality) in 4x larger
+  batches, which reconstructs better than whole images in the same time; the last 10 % of the steps see whole
+  images. See [`train_autoencoder`].
 - **Loss**: L1 + `mse_weight` x MSE on the reconstruction of a posterior sample, + `kl_weight` x the KL divergence
   to N(0, 1) per latent element. AdamW, linear warm-up then cosine decay of the learning rate.
 - **Latent statistics**: after training, `shift_factor` = mean and `scaling_factor` = 1 / std of posterior samples of
@@ -43,7 +46,8 @@ from .nano_data import load_nano_dataset
 
 LATENT_CHANNELS = 16
 BLOCK_OUT_CHANNELS = (16, 32, 32, 32)
-NORM_NUM_GROUPS = 16
+NORM_NUM_GROUPS = 4  # 16 groups (one per channel at the 16-wide level) trained much slower here
+CROP_SIZE = 32
 # Modalities whose images may be flipped: a tissue tile has no orientation.
 FLIP_MODALITIES = frozenset({"histopathology"})
 EXAMPLE_MODALITIES = ("CT", "MRI")
@@ -149,20 +153,37 @@ def batch_indices(num_images: int, batch_size: int, steps: int, generator: torch
         order = order[batch_size:]
 
 
+def random_crops(pixels: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random `size` x `size` window of each image."""
+    height, width = pixels.shape[-2:]
+    tops = torch.randint(0, height - size + 1, (len(pixels),), generator=generator).tolist()
+    lefts = torch.randint(0, width - size + 1, (len(pixels),), generator=generator).tolist()
+    return torch.stack([image[:, top:top + size, left:left + size]
+                        for image, top, left in zip(pixels, tops, lefts)])
+
+
 def train_autoencoder(pixels: torch.Tensor, *, flippable: torch.Tensor | None = None, steps: int,
-                      batch_size: int, seed: int, lr: float, weight_decay: float = 0.01, mse_weight: float = 0.1,
+                      batch_size: int, seed: int, lr: float, crop_size: int | None = CROP_SIZE,
+                      full_image_fraction: float = 0.1, weight_decay: float = 0.01, mse_weight: float = 0.1,
                       kl_weight: float = 1e-4, warmup_steps: int = 50, log_every: int = 0,
                       **config_kwargs) -> tuple[AutoencoderKL, list[float]]:
     """Trains a fresh nano VAE (`build_nano_vae(seed, **config_kwargs)`) on `pixels`.
+
+    With `crop_size`, steps see random `crop_size`² windows (4x cheaper than whole 64x64 images, so 4x larger
+    batches for the same time: on this data that reconstructs better than whole images in equal time), except the
+    last `full_image_fraction` of the steps, which see whole images (as many pixels per step: `batch_size` x
+    crop area / image area images) so that the mid-block attention also learns the full latent grid.
 
     Args:
         pixels (`torch.Tensor` of shape `(N, 3, H, W)`): training images in [-1, 1].
         flippable (`torch.Tensor` of shape `(N,)`, *optional*): which images may be flipped; none by default.
         steps, batch_size, lr, weight_decay: AdamW optimisation (`batch_size` is capped at N).
-        seed: seeds the initialisation, the batch order, the flips and the posterior samples.
+        seed: seeds the initialisation, the batch order, crops, flips and posterior samples.
+        crop_size (`int`, *optional*): side of the training crops; `None` trains on whole images only.
+        full_image_fraction: fraction of the steps (the last ones) on whole images when cropping.
         mse_weight, kl_weight: loss weights next to the L1 term (see [`vae_loss`]).
         warmup_steps: linear warm-up of the learning rate (capped at a tenth of `steps`).
-        log_every: print the running losses every this many steps (0: silent).
+        log_every: print the losses every this many steps (0: silent).
 
     Returns:
         `(vae, losses)`: the trained VAE in eval mode (latent statistics not set yet) and the loss of every step.
@@ -172,9 +193,17 @@ def train_autoencoder(pixels: torch.Tensor, *, flippable: torch.Tensor | None = 
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, min(warmup_steps, steps // 10 + 1)))
+    batch_size = min(batch_size, len(pixels))
+    full_from = steps - round(full_image_fraction * steps) if crop_size else 0
+    full_batch_size = max(1, batch_size * crop_size ** 2 // pixels[0, 0].numel()) if crop_size else batch_size
     losses = []
-    for step, indices in enumerate(batch_indices(len(pixels), min(batch_size, len(pixels)), steps, generator)):
-        batch = random_flips(pixels[indices], flippable[indices], generator)
+    for step, indices in enumerate(batch_indices(len(pixels), batch_size, steps, generator)):
+        if step < full_from:
+            batch = random_crops(pixels[indices], crop_size, generator)
+        else:
+            indices = indices[:full_batch_size]
+            batch = pixels[indices]
+        batch = random_flips(batch, flippable[indices], generator)
         loss, parts = vae_loss(vae, batch, generator, mse_weight, kl_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,8 +211,8 @@ def train_autoencoder(pixels: torch.Tensor, *, flippable: torch.Tensor | None = 
         scheduler.step()
         losses.append(loss.item())
         if log_every and (step + 1) % log_every == 0:
-            print(f"step {step + 1}/{steps} loss {loss.item():.4f} " + " ".join(f"{k} {v:.4g}" for k, v in parts.items()),
-                  flush=True)
+            parts = " ".join(f"{name} {value:.4g}" for name, value in parts.items())
+            print(f"step {step + 1}/{steps} loss {loss.item():.4f} {parts}", flush=True)
     return vae.eval(), losses
 
 
@@ -276,9 +305,9 @@ def weights_size(folder) -> int:
     return (Path(folder) / WEIGHTS_NAME).stat().st_size
 
 
-def train_nano_vae(dataset_dir, output_dir, *, steps: int = 900, batch_size: int = 16, seed: int = 0,
-                   lr: float = 2e-3, mse_weight: float = 0.1, kl_weight: float = 1e-4, examples_path=None,
-                   log_every: int = 0) -> dict:
+def train_nano_vae(dataset_dir, output_dir, *, steps: int = 3000, batch_size: int = 32, seed: int = 0,
+                   lr: float = 2e-3, crop_size: int | None = CROP_SIZE, mse_weight: float = 0.1,
+                   kl_weight: float = 1e-4, examples_path=None, log_every: int = 0) -> dict:
     """Trains the nano VAE on the distinct training images of a built nano data set, sets its latent statistics,
     saves it with `save_pretrained` (fp32 `config.json` + `diffusion_pytorch_model.safetensors`) and scores it on
     the distinct test images.
@@ -286,7 +315,7 @@ def train_nano_vae(dataset_dir, output_dir, *, steps: int = 900, batch_size: int
     Args:
         dataset_dir: a folder written by `python -m unimedvl.train.build_nano_dataset`.
         output_dir: where the VAE is saved (a converted pipeline's `vae/` folder).
-        steps, batch_size, seed, lr, mse_weight, kl_weight, log_every: see [`train_autoencoder`].
+        steps, batch_size, seed, lr, crop_size, mse_weight, kl_weight, log_every: see [`train_autoencoder`].
         examples_path (*optional*): also write [`save_reconstruction_examples`] of the test images to this PNG.
 
     Returns:
@@ -299,8 +328,8 @@ def train_nano_vae(dataset_dir, output_dir, *, steps: int = 900, batch_size: int
 
     start = time.perf_counter()
     vae, losses = train_autoencoder(train_images["pixels"], flippable=flippable, steps=steps, batch_size=batch_size,
-                                    seed=seed, lr=lr, mse_weight=mse_weight, kl_weight=kl_weight,
-                                    log_every=log_every)
+                                    seed=seed, lr=lr, crop_size=crop_size, mse_weight=mse_weight,
+                                    kl_weight=kl_weight, log_every=log_every)
     train_seconds = time.perf_counter() - start
     statistics = set_latent_statistics(vae, train_images["pixels"], seed)
 
@@ -308,9 +337,11 @@ def train_nano_vae(dataset_dir, output_dir, *, steps: int = 900, batch_size: int
     vae.save_pretrained(output_dir)
     metrics = {
         "train_seconds": round(train_seconds, 1),
+        "threads": torch.get_num_threads(),
         "train_images": len(train_images["pixels"]),
         "steps": steps,
         "batch_size": batch_size,
+        "crop_size": crop_size,
         "final_loss": float(np.mean(losses[-20:])),
         **statistics,
         "parameters": sum(p.numel() for p in vae.parameters()),
@@ -327,18 +358,23 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset_dir", help="a built nano data set (python -m unimedvl.train.build_nano_dataset)")
     parser.add_argument("output_dir", help="folder to save the VAE into (config.json + safetensors)")
-    parser.add_argument("--steps", type=int, default=900)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--crop-size", type=int, default=CROP_SIZE, help="training crop side; 0: whole images only")
     parser.add_argument("--mse-weight", type=float, default=0.1)
     parser.add_argument("--kl-weight", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 avoids oversubscription on shared cores; results depend on it)")
     parser.add_argument("--examples", help="write original / reconstruction / baseline examples to this PNG")
-    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--log-every", type=int, default=250)
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     metrics = train_nano_vae(args.dataset_dir, args.output_dir, steps=args.steps, batch_size=args.batch_size,
-                             seed=args.seed, lr=args.lr, mse_weight=args.mse_weight, kl_weight=args.kl_weight,
-                             examples_path=args.examples, log_every=args.log_every)
+                             seed=args.seed, lr=args.lr, crop_size=args.crop_size or None,
+                             mse_weight=args.mse_weight, kl_weight=args.kl_weight, examples_path=args.examples,
+                             log_every=args.log_every)
     print(json.dumps(metrics, indent=2))
 
 
