@@ -146,12 +146,9 @@ def evaluate_vqa(
     run = _Run("vqa", benchmark, spec, output_dir, model, dtype, settings, overwrite)
     model, processor = _load_understanding_model(model, processor, device, dtype)
 
-    def predict(examples):
-        records = [_vqa_record(vqa.module, example, prompt_template) for example in examples]
-        images = [open_images(example["image"], run.image_root) for example in examples]
-        answers = _generate_answers(model, processor, images, [record["prompt"] for record in records], max_new_tokens)
-        return [record | {"prediction": answer} for record, answer in zip(records, answers)]
-
+    predict = _answer_predictor(
+        run, model, processor, lambda example: _vqa_record(vqa.module, example, prompt_template), max_new_tokens
+    )
     records = run.predict(predict, batch_size, progress)
 
     def score(subset):
@@ -214,12 +211,9 @@ def evaluate_report(
     run = _Run("report", benchmark, spec, output_dir, model, dtype, settings, overwrite)
     model, processor = _load_understanding_model(model, processor, device, dtype)
 
-    def predict(examples):
-        records = [_report_record(reports.module, example, prompt) for example in examples]
-        images = [open_images(example["image"], run.image_root) for example in examples]
-        answers = _generate_answers(model, processor, images, [record["prompt"] for record in records], max_new_tokens)
-        return [record | {"prediction": answer} for record, answer in zip(records, answers)]
-
+    predict = _answer_predictor(
+        run, model, processor, lambda example: _report_record(reports.module, example, prompt), max_new_tokens
+    )
     records = run.predict(predict, batch_size, progress)
 
     def score(subset):
@@ -696,6 +690,19 @@ def _report_record(report_module, example: dict, prompt: str) -> dict:
     return _pick(example, "id", "index", "modality") | {
         "prompt": str(example.get("prompt") or prompt), "reference": reference,
     }  # fmt: skip
+
+
+def _answer_predictor(run: "_Run", model, processor, make_record, max_new_tokens: int):
+    """The `predict_batch` of an understanding run: one record per example (`make_record(example)`, with its
+    `prompt`), answered by greedy decoding on the example's images; returns the records with their `prediction`."""
+
+    def predict(examples):
+        records = [make_record(example) for example in examples]
+        images = [open_images(example["image"], run.image_root) for example in examples]
+        answers = _generate_answers(model, processor, images, [record["prompt"] for record in records], max_new_tokens)
+        return [record | {"prediction": answer} for record, answer in zip(records, answers)]
+
+    return predict
 
 
 def _generate_answers(model, processor, images: list[list], prompts: list[str], max_new_tokens: int) -> list[str]:
