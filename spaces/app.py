@@ -314,6 +314,7 @@ def chat_tab(holder: DemoModel, settings: DemoSettings) -> None:
                 think = gr.Checkbox(False, label="Think first (the release's reasoning prompt)")
     gr.Examples(
         examples=[
+            [example_path("head_ct.dcm"), "auto", "Which imaging modality is this?"],
             [example_path("CT_small.dcm"), "soft-tissue", "Which organ is shown in this CT image?"],
             [example_path("head_phantom.nii.gz"), "brain", "Is there a hyperdense lesion?"],
             [example_path("fundus.jpg"), "auto", "Is this fundus photograph normal?"],

@@ -55,8 +55,7 @@ def explain_unavailable_model(name_or_path: str | os.PathLike):
             raise
         raise OSError(
             f"could not load the model {str(name_or_path)!r} from the Hugging Face Hub ({error}). Without network "
-            f"access, run the embedded UniMedVL-Nano model instead: leave out --model (and unset ${MODEL_ENV_VAR}); "
-            "with the model in the local Hugging Face cache, set HF_HUB_OFFLINE=1."
+            f"access, run the embedded UniMedVL-Nano model instead: leave out --model (and unset ${MODEL_ENV_VAR})."
         ) from error
 
 

@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> None:
         import gradio  # noqa: F401
     except ImportError:
         raise CommandError('the demo needs Gradio: pip install "unimedvl[space]"') from None
+    from ..hub import announce_model
     from ..spaces import app
 
+    args.model = announce_model(args.model)  # says so on stderr when the embedded nano model (or $UNIMEDVL_MODEL) runs
     app.run(args)
