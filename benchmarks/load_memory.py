@@ -1,7 +1,7 @@
 # Copyright 2026 The UniMedVL-HF contributors. Licensed under the Apache License, Version 2.0.
 """Peak memory of loading UniMedVL in bfloat16: is a second copy of the weights ever materialised?
 
-    python benchmarks/load_memory.py [--layers 12] [--workdir DIR]
+    python benchmarks/load_memory.py [--layers 12] [--workdir DIR] [--device cpu|cuda]
 
 Builds a mid-size random UniMedVL (about 0.7 GB of bf16 weights with the defaults) and writes it three times:
 
@@ -17,7 +17,10 @@ memory-mapped, so untouched weights may not be resident yet). A forward pass the
 
 It prints `(peak - baseline) / bf16 weight bytes`: about 1.0 means the weights exist once, 2.0 a full second copy; and
 the same ratio for the peak of the anonymous RSS (sampled from /proc, Linux), which leaves out the page cache of the
-memory-mapped checkpoint (reclaimable, and only resident while a file is being read).
+memory-mapped checkpoint (reclaimable, and only resident while a file is being read). The target is <= 1.2.
+With `--device cuda` the model loads with `device_map="cuda"` (and `"auto"`) and the ratio is the GPU's
+`torch.cuda.max_memory_allocated()` during loading over the bf16 weight bytes; the host RSS figures are kept.
+Every ratio is also printed as a `ratio=...` line.
 Linux keeps `ru_maxrss` across `fork`/`exec`, so the checkpoints are built in a child process and this parent stays
 small (it imports no torch). The tokenizer comes from the reference fixture (`UNIMEDVL_REFERENCE_FIXTURE`, default
 `../shared/fixtures/reference_tiny` next to the repository).
@@ -39,7 +42,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "mer
 LAYOUTS = ("original-bf16", "original-fp32", "hf")
 
 # Runs in a fresh interpreter: argv = [path or "", device_map or ""]; prints one JSON line of byte counts. A thread
-# samples the anonymous part of the RSS from /proc (Linux), which excludes memory-mapped checkpoint pages.
+# samples the anonymous part of the RSS from /proc (Linux), which excludes memory-mapped checkpoint pages. On a GPU
+# (`device_map` naming "cuda" or "auto" with CUDA present) it also records the peak allocated GPU memory of the load.
 MEASURE = """
 import json, resource, sys, threading, time
 import torch, transformers, unimedvl
@@ -53,6 +57,7 @@ def anonymous_rss():
 
 path, device_map = sys.argv[1:3]
 result = {"baseline": peak_rss(), "anon_baseline": anonymous_rss(), "anon_peak": 0}
+on_gpu = torch.cuda.is_available() and device_map != ""
 done = threading.Event()
 
 def sample():
@@ -64,14 +69,20 @@ sampler = threading.Thread(target=sample)
 sampler.start()
 if path:
     kwargs = {"dtype": torch.bfloat16, **({"device_map": device_map} if device_map else {})}
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     model = unimedvl.UniMedVLForConditionalGeneration.from_pretrained(path, **kwargs)
     result["loaded"] = peak_rss()
+    if on_gpu:
+        result["gpu_peak"] = torch.cuda.max_memory_allocated()  # before any activation is allocated
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.sum()  # pages every weight in
         result["touched"] = peak_rss()
         result["dtypes"] = sorted({str(p.dtype) for p in model.parameters()})
-        logits = model(input_ids=torch.tensor([[model.config.bos_token_id, 10, 11]])).logits
+        result["devices"] = sorted({str(p.device) for p in model.parameters()})
+        input_ids = torch.tensor([[model.config.bos_token_id, 10, 11]], device=model.device)
+        logits = model(input_ids=input_ids).logits
     result["forward_ok"] = bool(torch.isfinite(logits).all())
 done.set()
 sampler.join()
@@ -163,7 +174,7 @@ def build(workdir: Path, layers: int) -> int:
     """Write the three checkpoints under `workdir`; returns the bf16 weight bytes."""
     import torch
 
-    from unimedvl.conversion import convert_checkpoint
+    from unimedvl.conversion import convert_checkpoint, write_model, write_processor
     from unimedvl.modeling.original_checkpoint import special_token_ids
 
     tokenizer_dir = Path(os.environ.get("UNIMEDVL_REFERENCE_FIXTURE", DEFAULT_FIXTURE)) / "checkpoint"
@@ -174,7 +185,9 @@ def build(workdir: Path, layers: int) -> int:
     state_dict = {key: tensor.to(torch.float32) for key, tensor in state_dict.items()}
     write_original_layout(workdir / "original-fp32", config, state_dict, tokenizer_dir)
     del state_dict
-    convert_checkpoint(workdir / "original-bf16", workdir / "hf", max_shard_size="200MB")
+    # The transformers side only: the release layout written above has no VAE (`ae.safetensors`) to convert.
+    writers = (write_model, write_processor)
+    convert_checkpoint(workdir / "original-bf16", workdir / "hf", max_shard_size="200MB", writers=writers)
     return weight_bytes
 
 
@@ -188,10 +201,25 @@ def measure(path: Path | None = None, device_map: str = "") -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def ratio_lines(result: dict, baseline: int, weight_bytes: int, layout: str, device_map: str) -> list[str]:
+    """The `ratio=` lines of one load: host RSS after loading / after reading every weight / anonymous RSS, and the
+    GPU's peak allocated memory when the load went to a GPU; each over the bf16 weight bytes."""
+    where = f"layout={layout} device_map={device_map or '-'}"
+    ratios = {
+        "peak_rss_after_load": (result["loaded"] - baseline) / weight_bytes,
+        "peak_rss_all_read": (result["touched"] - baseline) / weight_bytes,
+        "peak_anonymous_rss": (result["anon_peak"] - result["anon_baseline"]) / weight_bytes,
+    }
+    if "gpu_peak" in result:
+        ratios["gpu_peak_allocated"] = result["gpu_peak"] / weight_bytes
+    return [f"ratio={value:.2f} {name}/weight_bytes {where}" for name, value in ratios.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=12, help="MoT decoder layers (default: 12, ~0.7 GB in bf16)")
     parser.add_argument("--workdir", type=Path, help="where to write the checkpoints (default: a temporary folder)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the model is loaded")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)  # the child that writes them
     args = parser.parse_args()
     if args.build_only:
@@ -206,23 +234,32 @@ def main() -> None:
         baseline = measure()["baseline"]
 
         mib = 2**20
-        print(f"bf16 weights: {weight_bytes / mib:.1f} MiB ({args.layers} MoT layers)")
+        print(f"bf16 weights: {weight_bytes / mib:.1f} MiB ({args.layers} MoT layers), device={args.device}")
         print(f"baseline (import torch, transformers, unimedvl): peak RSS {baseline / mib:.1f} MiB")
         print("ratio = (peak RSS - baseline) / bf16 weight bytes; 'anonymous' leaves out memory-mapped file pages")
         header = f"{'layout':<15}{'device_map':<12}{'after load':>12}{'ratio':>7}{'all read':>10}{'ratio':>7}"
-        print(f"{header}{'anonymous':>11}{'ratio':>7}  forward")
+        gpu_header = f"{'GPU peak':>10}{'ratio':>7}" if args.device == "cuda" else ""
+        print(f"{header}{'anonymous':>11}{'ratio':>7}{gpu_header}  forward")
+        lines = []
+        # On a GPU, "cuda" puts every weight there directly; "auto" lets accelerate place them (all on the GPU here).
+        device_maps = ("cuda", "auto") if args.device == "cuda" else ("", "auto")
         for layout in LAYOUTS:
-            for device_map in ("", "auto"):
+            for device_map in device_maps:
                 result = measure(workdir / layout, device_map)
                 row = [(result[key] - base) for key, base in (("loaded", baseline), ("touched", baseline))]
                 row.append(result["anon_peak"] - result["anon_baseline"])
+                gpu = result.get("gpu_peak") if args.device == "cuda" else None
                 print(
                     f"{layout:<15}{device_map or '-':<12}"
                     f"{result['loaded'] / mib:>12.1f}{row[0] / weight_bytes:>7.2f}"
                     f"{result['touched'] / mib:>10.1f}{row[1] / weight_bytes:>7.2f}"
-                    f"{row[2] / mib:>11.1f}{row[2] / weight_bytes:>7.2f}  "
-                    f"{'ok' if result['forward_ok'] else 'NOT FINITE'} ({', '.join(result['dtypes'])})"
+                    f"{row[2] / mib:>11.1f}{row[2] / weight_bytes:>7.2f}"
+                    + (f"{gpu / mib:>10.1f}{gpu / weight_bytes:>7.2f}" if gpu is not None else "")
+                    + f"  {'ok' if result['forward_ok'] else 'NOT FINITE'} "
+                    f"({', '.join(result['dtypes'])} on {', '.join(result['devices'])})"
                 )
+                lines += ratio_lines(result, baseline, weight_bytes, layout, device_map)
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

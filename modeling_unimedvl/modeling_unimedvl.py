@@ -21,7 +21,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import create_causal_mask, create_masks_for_generate
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPast, ModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -143,7 +143,8 @@ class UniMedVLTimestepEmbedder(nn.Module):
         self.linear_2 = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
-        features = timestep_features(timesteps, self.feature_dim).to(self.linear_1.weight.dtype)
+        # The bias keeps the compute dtype when a quantiser stores the weight as int8 / uint8.
+        features = timestep_features(timesteps, self.feature_dim).to(self.linear_1.bias.dtype)
         return self.linear_2(self.act(self.linear_1(features)))
 
 
@@ -358,7 +359,8 @@ class UniMedVLVisionEmbeddings(nn.Module):
         self.position_embedding = nn.Embedding(config.max_num_patches_per_side**2, config.hidden_size)
 
     def forward(self, pixel_values: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
+        # The position table's dtype is the compute dtype, also when a quantiser packs the patch embedding's weight.
+        patches = self.patch_embedding(pixel_values.to(self.position_embedding.weight.dtype))
         return patches + self.position_embedding(position_ids)
 
 
@@ -468,8 +470,9 @@ class UniMedVLTextModel(UniMedVLPreTrainedModel):
             Training with packed rows: index of the sample each token belongs to; attention never crosses samples.
         noise_token_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Training: tokens of noised target image blocks, which no other block may attend to.
-        attention_mask (`torch.Tensor`):
-            2-D padding mask over cached + new tokens, or a ready 4-D mask (used as is).
+        attention_mask (`torch.Tensor` or `dict`):
+            2-D padding mask over cached + new tokens, or a ready 4-D mask (used as is), or `{"full_attention": mask}`
+            as `generate` prepares it for a static cache.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
@@ -481,6 +484,9 @@ class UniMedVLTextModel(UniMedVLPreTrainedModel):
         batch, seq = inputs_embeds.shape[:2]
         if position_ids is None:
             position_ids = torch.arange(past_length, past_length + seq, device=inputs_embeds.device).expand(batch, -1)
+        if isinstance(attention_mask, dict):
+            # Masks made ahead by `generate` for a static cache, keyed by layer type (all layers are full attention).
+            attention_mask = attention_mask["full_attention"]
         if attention_mask is None:
             # An explicit mask keeps transformers from reading our shared image positions as packed sequences.
             attention_mask = torch.ones(batch, past_length + seq, dtype=torch.long, device=inputs_embeds.device)
@@ -604,7 +610,7 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
         lengths = latent_grid_hw[:, 0] * latent_grid_hw[:, 1]
         per_token_t = latent_timesteps.to(latents.device).repeat_interleave(lengths.to(latents.device))
         position_ids = grid_position_ids(latent_grid_hw, self.latent_pos_embed.grid_size)
-        latents = latents.to(self.vae2llm.weight.dtype)
+        latents = latents.to(self.vae2llm.bias.dtype)  # not the weight's: a quantised weight is int8 / uint8
         return self.vae2llm(latents) + self.time_embedder(per_token_t) + self.latent_pos_embed(position_ids)
 
     def get_position_ids(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -631,8 +637,20 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
         inside_image = (is_start.long().cumsum(-1) - is_end.long().cumsum(-1) + is_end.long()) > 0
         return torch.where(inside_image, block_index, torch.full_like(block_index, -1))
 
+    @staticmethod
+    def _follows_cached_tokens(past_length: int | torch.Tensor, attention_mask) -> bool:
+        """Whether the new tokens continue a non-empty cache. A static cache counts its tokens on the device, and
+        reading that count on every decoding step would stall a GPU and split a compiled graph; but `generate` hands
+        over ready-made masks (a dict) on exactly those steps (see `create_masks_for_generate`)."""
+        return isinstance(attention_mask, dict) or bool(past_length)
+
     def _check_context_length(self, position_ids: torch.LongTensor) -> None:
-        """Refuse RoPE positions the decoder was not trained for, instead of silently degrading."""
+        """Refuse RoPE positions the decoder was not trained for, instead of silently degrading.
+
+        Skipped inside `torch.compile`, where reading the positions on the host would split the graph: `generate` only
+        compiles the decoding steps of a static cache, after an eager prefill that checked the prompt."""
+        if torch.compiler.is_compiling():
+            return
         limit = self.config.text_config.max_position_embeddings
         last = int(position_ids.max()) if position_ids.numel() else -1
         if last >= limit:
@@ -725,7 +743,7 @@ class UniMedVLModel(UniMedVLPreTrainedModel):
                 padding = attention_mask if attention_mask is not None and attention_mask.ndim == 2 else None
                 position_ids = self.get_position_ids(input_ids, padding)
             self._check_context_length(position_ids)  # before the vision tower runs
-            if past_length and pixel_values is None and latents is None:
+            if pixel_values is None and latents is None and self._follows_cached_tokens(past_length, attention_mask):
                 # Decoding after a prefix: new tokens are plain text whatever their id (as in the release, which
                 # embeds any sampled token, placeholder ids included, with the understanding expert).
                 inputs_embeds = self.get_input_embeddings()(input_ids)
@@ -915,6 +933,16 @@ class UniMedVLForConditionalGeneration(UniMedVLPreTrainedModel, GenerationMixin)
                 "(see `model.model.get_position_ids`)."
             )
         return self.model.get_position_ids(input_ids, model_kwargs.get("attention_mask"))
+
+    def create_masks_for_generate(
+        self, config, inputs_embeds, attention_mask, cache, is_first_iteration: bool = False, **kwargs
+    ):
+        # `generate` builds the masks of a static cache ahead of the forward, from the padding mask alone. The prefill
+        # keeps its 2-D mask: the forward makes it bidirectional inside each image block, which needs the token ids.
+        # Later steps only add text tokens, for which the plain causal mask is exact.
+        if is_first_iteration:
+            return attention_mask
+        return create_masks_for_generate(config, inputs_embeds, attention_mask, cache, **kwargs)
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
         model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)

@@ -12,7 +12,8 @@ How one image is generated (the release's `InterleaveInferencer`, reproduced exa
 2. The image is a block `<|vision_start|>` + h·w latent tokens + `<|vision_end|>` at the context's next RoPE position,
    denoised by flow matching from t = 1 (noise) to t = 0 with Euler steps on the shifted schedule. At each step the
    active branches run as ONE batched forward against their frozen caches (`cfg_parallel=True`), or one after another
-   as in the release (`cfg_parallel=False`); guidance and renormalisation combine their velocities.
+   as in the release (`cfg_parallel=False`); guidance and renormalisation combine their velocities. With the opt-in
+   `step_cache`, some steps skip the model and extrapolate the branch velocities in t from the last full steps.
 3. The final latent is unpacked and decoded by the VAE.
 
 This file ships as Hub custom code: it imports only torch, numpy, PIL, transformers, diffusers and its sibling modules.
@@ -116,6 +117,101 @@ def guided_velocity(
     return renorm(guided, dims=(1, 2) if cfg_renorm_type == "global" else -1)
 
 
+@dataclass(frozen=True)
+class StepCacheConfig:
+    """Opt-in step caching (TaylorSeer-style): only some denoising steps run the model; the others extrapolate the
+    branch velocities from the last full steps with a polynomial in t (Newton divided differences, i.e. a Taylor
+    expansion whose derivatives are finite differences over the non-uniform timestep grid). Guidance is still applied
+    at every step to the extrapolated branch velocities.
+
+    With `num_inference_steps` = n, step i (0-based) runs the model when i < `warmup_steps`, i >= n − `cooldown_steps`,
+    or (i − `warmup_steps`) % `interval` == `interval` − 1; it also runs when the step needs a guidance branch the
+    history does not hold (e.g. the first step inside `cfg_interval`). Model forwards drop roughly `interval`-fold.
+    Callbacks still run after every step; latents a callback returns are denoised from there on, but an extrapolated
+    velocity only reflects them from the next full step.
+
+    Args:
+        interval (`int`, defaults to 3): one full step every `interval` steps after the warm-up; 1 disables caching.
+        order (`int`, defaults to 2): order of the extrapolating polynomial (0: reuse the last velocity, 1: linear,
+            2: quadratic), i.e. how many derivatives are estimated; it needs `order` + 1 full steps of history (with
+            fewer, the highest order the history allows is used).
+        warmup_steps (`int`, defaults to 3): leading steps that always run the model (the velocity changes fastest
+            near the noise, and the derivatives need a history).
+        cooldown_steps (`int`, defaults to 0): trailing steps that always run the model (fine detail is settled last).
+    """
+
+    interval: int = 3
+    order: int = 2
+    warmup_steps: int = 3
+    cooldown_steps: int = 0
+
+    def __post_init__(self):
+        minimums = {"interval": 1, "order": 0, "warmup_steps": 0, "cooldown_steps": 0}
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"`step_cache.{name}` must be an integer >= {minimum}, got {value!r}.")
+        if self.order > 2:
+            raise ValueError(f"`step_cache.order` must be 0, 1 or 2, got {self.order!r}.")
+
+    def is_full_step(self, step: int, num_steps: int) -> bool:
+        """Whether step `step` of `num_steps` runs the model (before the history check of [`VelocityExtrapolator`])."""
+        if step < self.warmup_steps or step >= num_steps - self.cooldown_steps:
+            return True
+        return (step - self.warmup_steps) % self.interval == self.interval - 1
+
+
+def resolve_step_cache(step_cache) -> StepCacheConfig | None:
+    """`step_cache` as given to the pipeline (None, a [`StepCacheConfig`] or a dict of its fields) → config or None."""
+    if step_cache is None or isinstance(step_cache, StepCacheConfig):
+        return step_cache
+    if isinstance(step_cache, dict):
+        unknown = set(step_cache) - set(StepCacheConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"`step_cache` has unknown fields {sorted(unknown)}; expected some of "
+                f"{sorted(StepCacheConfig.__dataclass_fields__)}."
+            )
+        return StepCacheConfig(**step_cache)
+    raise ValueError(f"`step_cache` must be None, a StepCacheConfig or a dict, got {type(step_cache).__name__}.")
+
+
+class VelocityExtrapolator:
+    """History of the stacked branch velocities `(branches, batch, tokens, channels)` at the last full steps, as
+    Newton divided differences in t, and their extrapolation to another t.
+
+    The branches are ordered (cond, text-uncond, image-uncond); a prediction may ask for a prefix of those held
+    (guidance switching off drops the trailing branches), never for more."""
+
+    def __init__(self, order: int):
+        self.order = order
+        self.times: list[float] = []  # the last full steps' t, newest first
+        self.differences: list[torch.Tensor] = []  # f[t0], f[t0, t1], f[t0, t1, t2], ...
+
+    def can_predict(self, branches: int) -> bool:
+        return bool(self.differences) and self.differences[0].shape[0] >= branches
+
+    def update(self, time: float, velocities: torch.Tensor) -> None:
+        """Record a full step: `velocities` `(branches, batch, tokens, channels)` at t = `time`."""
+        branches = velocities.shape[0]
+        previous = [d[:branches] for d in self.differences] if self.can_predict(branches) else []
+        differences = [velocities]
+        # f[t0..tj] = (f[t0..tj-1] − f[t1..tj]) / (t0 − tj), where f[t1..tj] is the previous (j − 1)-th difference.
+        for j in range(min(self.order, len(previous))):
+            differences.append((differences[j] - previous[j]) / (time - self.times[j]))
+        self.times = [time, *(self.times if previous else [])][: self.order + 1]
+        self.differences = differences
+
+    def predict(self, time: float, branches: int) -> torch.Tensor:
+        """The Newton polynomial through the recorded steps, at t = `time`: `(branches, batch, tokens, channels)`."""
+        velocities = self.differences[0][:branches].clone()
+        weight = 1.0
+        for j in range(1, len(self.differences)):
+            weight *= time - self.times[j - 1]
+            velocities += weight * self.differences[j][:branches]
+        return velocities
+
+
 @dataclass
 class PromptContext:
     """Token layout of one context (the cached prefix of one guidance branch) and the tensors its placeholders need."""
@@ -193,6 +289,7 @@ class UniMedVLPipeline(DiffusionPipeline):
         dtype: torch.dtype | None = None,
         device_map=None,
         torch_dtype: torch.dtype | None = None,
+        quantization_config=None,
         **kwargs,
     ):
         r"""
@@ -206,6 +303,8 @@ class UniMedVLPipeline(DiffusionPipeline):
             dtype (`torch.dtype`, *optional*): dtype of the model and the VAE (default: as stored). `torch_dtype` is
                 accepted as its older name.
             device_map (`str` or `dict`, *optional*): passed to the model's `from_pretrained` (e.g. `"auto"`).
+            quantization_config (*optional*): passed to the model's `from_pretrained` (e.g.
+                `TorchAoConfig("int8_weight_only")` or `BitsAndBytesConfig(load_in_8bit=True)`); the VAE stays in `dtype`.
             model / vae / scheduler / processor (*optional*): ready components to use instead of loading them.
             revision, cache_dir, token, local_files_only: Hub options.
 
@@ -215,13 +314,17 @@ class UniMedVLPipeline(DiffusionPipeline):
         dtype = dtype if dtype is not None else torch_dtype
         model_class, processor_class = _registered_unimedvl_classes()
         if model_class is None:
+            if quantization_config is not None:  # diffusers' form: a `PipelineQuantizationConfig`
+                kwargs["quantization_config"] = quantization_config
             return super().from_pretrained(pretrained_model_name_or_path, dtype=dtype, device_map=device_map, **kwargs)
         hub_kwargs = {key: kwargs.pop(key) for key in ("revision", "cache_dir", "token", "local_files_only") if key in kwargs}
         path = pretrained_model_name_or_path
         model = kwargs.pop("model", None)
         if model is None:
             location = _component_location(path, "model", "config.json", hub_kwargs)
-            model = model_class.from_pretrained(path, dtype=dtype, device_map=device_map, **location, **hub_kwargs)
+            model = model_class.from_pretrained(
+                path, dtype=dtype, device_map=device_map, quantization_config=quantization_config, **location, **hub_kwargs
+            )
         processor = kwargs.pop("processor", None)
         if processor is None:
             location = _component_location(path, "processor", "tokenizer_config.json", hub_kwargs)
@@ -511,6 +614,22 @@ class UniMedVLPipeline(DiffusionPipeline):
             velocities.append(velocities[0])
         return velocities + [None] * (3 - len(velocities))
 
+    def step_velocities(
+        self, latents, sigma, context, branches: int, shared_image_context: bool, cfg_parallel, grid_hw, device,
+        extrapolator: VelocityExtrapolator | None = None, full_step: bool = True,
+    ):  # fmt: skip
+        """[`branch_velocities`] of one step, or, with step caching on a step that need not run the model, their
+        extrapolation from the last full steps. Full steps are recorded in `extrapolator`. Returns
+        `[v_cond, v_text, v_image]`, each `(batch, h·w, 64)` or None for an inactive branch."""
+        if not full_step and extrapolator.can_predict(branches):
+            return [*extrapolator.predict(float(sigma), branches), *[None] * (3 - branches)]
+        velocities = self.branch_velocities(
+            latents, sigma, context, branches, shared_image_context, cfg_parallel, grid_hw, device
+        )
+        if extrapolator is not None:
+            extrapolator.update(float(sigma), torch.stack(velocities[:branches]))
+        return velocities
+
     # ------------------------------------------------------------------------------------------------------------
     # Call
     # ------------------------------------------------------------------------------------------------------------
@@ -539,6 +658,7 @@ class UniMedVLPipeline(DiffusionPipeline):
         describe_image: bool | None = None,
         max_text_tokens: int = 1000,
         cfg_parallel: bool = True,
+        step_cache: StepCacheConfig | dict | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
@@ -599,6 +719,9 @@ class UniMedVLPipeline(DiffusionPipeline):
             cfg_parallel (`bool`, *optional*, defaults to `True`):
                 Run the active guidance branches as one batched forward per step; `False` runs them one after another
                 like the release (same result, slower).
+            step_cache ([`StepCacheConfig`] or `dict`, *optional*):
+                Opt-in step caching: only some steps run the model, the others extrapolate the branch velocities in t
+                from the last full steps (faster, approximate). `None` (default) runs the model at every step.
             output_type (`str`, *optional*, defaults to `"pil"`):
                 `"pil"`, `"np"`, `"pt"`, or `"latent"` (the `(batch, 16, height / 8, width / 8)` model-space latent).
             return_dict (`bool`, *optional*, defaults to `True`):
@@ -624,6 +747,7 @@ class UniMedVLPipeline(DiffusionPipeline):
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         describe_image = (preset.describe_image if preset else False) if describe_image is None else describe_image
         height, width = self._default_size(images, height, width)
+        step_cache = resolve_step_cache(step_cache)
         self.check_inputs(
             prompts, images, height, width, num_inference_steps, guidance_scale, image_guidance_scale, cfg_interval,
             cfg_renorm_type, cfg_renorm_min, timestep_shift, num_images_per_prompt, latents, image_latents,
@@ -658,6 +782,7 @@ class UniMedVLPipeline(DiffusionPipeline):
         # 3. Denoise.
         set_reference_timesteps(self.scheduler, num_inference_steps, timestep_shift, device=device)
         timesteps = self.scheduler.timesteps
+        extrapolator = VelocityExtrapolator(step_cache.order) if step_cache is not None else None
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
                 sigma = self.scheduler.sigmas[i].to(torch.float32)
@@ -665,9 +790,11 @@ class UniMedVLPipeline(DiffusionPipeline):
                 text_scale = guidance_scale if in_interval else 1.0
                 image_scale = image_guidance_scale if in_interval else 1.0
                 branches = 1 if text_scale <= 1.0 else (3 if image_scale > 1.0 else 2)
-                v_cond, v_text, v_image = self.branch_velocities(
-                    latents, sigma, context, branches, shared_image_context, cfg_parallel, grid_hw, device
-                )
+                full_step = extrapolator is None or step_cache.is_full_step(i, num_inference_steps)
+                v_cond, v_text, v_image = self.step_velocities(
+                    latents, sigma, context, branches, shared_image_context, cfg_parallel, grid_hw, device,
+                    extrapolator, full_step,
+                )  # fmt: skip
                 velocity = guided_velocity(
                     v_cond, v_text, v_image, text_scale, image_scale, cfg_renorm_type, cfg_renorm_min
                 )
@@ -824,4 +951,12 @@ def _resolve_file(path_or_repo_id, filename: str, hub_kwargs: dict) -> str:
     return hf_hub_download(str(path_or_repo_id), filename, **hub_kwargs)
 
 
-__all__ = ["UniMedVLPipeline", "UniMedVLPipelineOutput", "guided_velocity", "pack_latents", "unpack_latents"]
+__all__ = [
+    "StepCacheConfig",
+    "UniMedVLPipeline",
+    "UniMedVLPipelineOutput",
+    "VelocityExtrapolator",
+    "guided_velocity",
+    "pack_latents",
+    "unpack_latents",
+]

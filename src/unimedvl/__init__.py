@@ -40,6 +40,7 @@ AutoProcessor.register(UniMedVLConfig, UniMedVLProcessor, exist_ok=True)
 
 # The diffusers side is imported on first use: `import unimedvl` stays light for understanding-only users.
 _LAZY = {
+    "StepCacheConfig": "unimedvl.pipelines.pipeline_unimedvl",
     "UniMedVLPipeline": "unimedvl.pipelines.pipeline_unimedvl",
     "UniMedVLPipelineOutput": "unimedvl.pipelines.pipeline_unimedvl",
 }
@@ -53,6 +54,7 @@ def __getattr__(name):
 
 __all__ = [
     "MedicalImageError",
+    "StepCacheConfig",
     "UniMedVLConfig",
     "UniMedVLForConditionalGeneration",
     "UniMedVLImageProcessor",

@@ -43,7 +43,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="image file to write (PNG, JPEG, TIFF, ...)")
     parser.add_argument(
         "--model",
-        help=f"Hub repo id or local folder, any layout (default: ${MODEL_ENV_VAR}, else the embedded UniMedVL-Nano model)",
+        help=f"Hub repo id or local folder, any layout (default: ${MODEL_ENV_VAR}, else the embedded UniMedVL-Nano "
+        "model)",
     )
     parser.add_argument("--steps", type=_positive_int, help="model evaluations (default: 49, the release's 50 timesteps)")
     parser.add_argument("--seed", type=int, help="seed of the noise (and of the input image's VAE sample)")
@@ -54,6 +55,12 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timestep-shift", type=float, help="schedule shift (default: 3.0)")
     parser.add_argument("--num-images", type=_positive_int, default=1, help="images to write (OUTPUT-1.png, ...)")
     parser.add_argument("--think", action="store_true", help="the release's think mode: the model plans first")
+    parser.add_argument(
+        "--step-cache-interval",
+        type=_positive_int,
+        metavar="N",
+        help="step caching: run the model every N steps, extrapolate the others (faster, approximate; default: off)",
+    )
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="weight dtype (default: auto)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
 
@@ -90,6 +97,7 @@ def pipeline_kwargs(args: argparse.Namespace) -> dict:
         "timestep_shift": args.timestep_shift,
         "num_images_per_prompt": args.num_images,
         "think": args.think,
+        "step_cache": {"interval": args.step_cache_interval} if args.step_cache_interval else None,
     }
     if args.seed is not None:
         kwargs["generator"] = torch.Generator().manual_seed(args.seed)
