@@ -192,7 +192,7 @@ def test_examples_are_small_and_documented():
     assert len(files) >= 4
     for path in files:
         assert f"`{path.name}`" in readme, f"{path.name} has no provenance entry"
-        assert path.stat().st_size < 100_000
+        assert path.stat().st_size < 150_000  # the largest, head_ct.dcm, is a 512 x 512 JPEG 2000 slice (139 KB)
 
 
 def test_space_folder_carries_the_package(tmp_path):
