@@ -373,9 +373,11 @@ def report_tab(holder: DemoModel, settings: DemoSettings) -> None:
 
 def size_sliders(holder: DemoModel, settings: DemoSettings) -> tuple[gr.Slider, gr.Slider]:
     side = min(settings.size or 1024, holder.max_side)
+    # 64 px at least, unless the model's largest side is that small (UniMedVL-Nano makes 64 px images).
+    smallest = min(64, max(holder.side_step, holder.max_side // 2))
     with gr.Row():
-        height = gr.Slider(64, holder.max_side, value=side, step=holder.side_step, label="Height")
-        width = gr.Slider(64, holder.max_side, value=side, step=holder.side_step, label="Width")
+        height = gr.Slider(smallest, holder.max_side, value=side, step=holder.side_step, label="Height")
+        width = gr.Slider(smallest, holder.max_side, value=side, step=holder.side_step, label="Width")
     return height, width
 
 

@@ -237,3 +237,18 @@ def test_our_folder_is_never_the_top_level_spaces_package(tmp_path):
         check=True,
     ).stdout.strip()
     assert found == "None" or Path(found).resolve().parent != SPACE_DIR
+
+
+def test_the_app_builds_for_the_embedded_nano_model():
+    """`unimedvl demo` without --model serves UniMedVL-Nano, whose largest image side (64 px) is the usual minimum."""
+    import gradio as gr
+
+    from unimedvl.hub import NANO_MODEL_PATH
+    from unimedvl.spaces.app import build_app
+    from unimedvl.spaces.demo_options import DemoSettings
+
+    app = build_app(NANO_MODEL_PATH, DemoSettings())
+    sizes = [block for block in app.blocks.values() if isinstance(block, gr.Slider) and block.label in ("Height", "Width")]
+    assert len(sizes) == 4  # text-to-image and image-to-image
+    for slider in sizes:
+        assert slider.minimum < slider.maximum == 64 and slider.value == 64 and slider.step == 16
