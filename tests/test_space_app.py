@@ -1,5 +1,6 @@
 """The demo app's pieces that need no server: wrappers, conversation handling, options, Space files, deployment."""
 
+import re
 import sys
 import types
 from pathlib import Path
@@ -222,7 +223,9 @@ def test_space_folder_carries_the_package(tmp_path):
 def test_app_file_has_no_path_hacks():
     source = (SPACE_DIR / "app.py").read_text()
     assert "sys.path" not in source
-    assert "/work/" not in source and "reference_tiny" not in source
+    # No string literal holding an absolute or home-relative path, and no test fixture.
+    assert not re.search(r"[\"'](/[A-Za-z]|~/|[A-Za-z]:\\)", source)
+    assert "reference_tiny" not in source
 
 
 def test_our_folder_is_never_the_top_level_spaces_package(tmp_path):
@@ -241,13 +244,9 @@ def test_our_folder_is_never_the_top_level_spaces_package(tmp_path):
 
 def test_the_app_builds_for_the_embedded_nano_model():
     """`unimedvl demo` without --model serves UniMedVL-Nano, whose largest image side (64 px) is the usual minimum."""
-    import gradio as gr
-
     from unimedvl.hub import NANO_MODEL_PATH
-    from unimedvl.spaces.app import build_app
-    from unimedvl.spaces.demo_options import DemoSettings
 
-    app = build_app(NANO_MODEL_PATH, DemoSettings())
+    app = demo_app.build_app(NANO_MODEL_PATH, DemoSettings())
     sizes = [block for block in app.blocks.values() if isinstance(block, gr.Slider) and block.label in ("Height", "Width")]
     assert len(sizes) == 4  # text-to-image and image-to-image
     for slider in sizes:
