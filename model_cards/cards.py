@@ -224,7 +224,7 @@ def inspect_checkpoint(folder: str | os.PathLike | None) -> CheckpointFacts:
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {folder}")
     files = tuple(sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()))
-    count, dtypes = _count_parameters(folder)
+    count, dtypes = count_parameters(folder)
     adapter_base = None
     adapter_config = folder / "adapter_config.json"
     if adapter_config.is_file():
@@ -240,7 +240,7 @@ def inspect_checkpoint(folder: str | os.PathLike | None) -> CheckpointFacts:
     )
 
 
-def _count_parameters(folder: Path) -> tuple[int | None, tuple[str, ...]]:
+def count_parameters(folder: Path) -> tuple[int | None, tuple[str, ...]]:
     """Parameters of the model weights: the tensors of `model.safetensors.index.json` (which may point into a
     subfolder), else of the folder's own `*.safetensors` (the original layout's `ema.safetensors`); never the VAE's."""
     from safetensors import safe_open
@@ -561,6 +561,7 @@ __all__ = [
     "MeasuredResult",
     "build_dataset_card",
     "build_model_card",
+    "count_parameters",
     "inspect_checkpoint",
     "load_eval_results",
     "parse_eval_results",

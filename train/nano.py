@@ -368,14 +368,9 @@ def ship(model_dir, eval_dir, target=NANO_PACKAGE_DIR, data_dir=NANO_DATA, class
 
 def _parameter_count(folder: Path) -> dict:
     """Parameters of the shipped model and VAE, read from the safetensors headers."""
-    from safetensors import safe_open
+    from ..model_cards.cards import count_parameters
 
-    counts = {}
-    for name, path in (("model", folder / "model.safetensors"),
-                       ("vae", folder / "vae" / "diffusion_pytorch_model.safetensors")):
-        with safe_open(str(path), "pt") as handle:
-            counts[name] = sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
-    return counts
+    return {"model": count_parameters(folder)[0], "vae": count_parameters(folder / "vae")[0]}
 
 
 def _percent(value) -> str:
