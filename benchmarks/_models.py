@@ -150,6 +150,34 @@ def understanding_state_dict(model: UniMedVLForConditionalGeneration) -> dict[st
     return state
 
 
+def add_device_arguments(parser) -> None:
+    """`--device`, `--dtype` and `--threads`, read back by [`device_and_dtype`]."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="default: bfloat16 on GPU, float32 on CPU")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+
+
+def device_and_dtype(args) -> tuple[torch.device, torch.dtype]:
+    """The device and dtype of [`add_device_arguments`]' options; sets torch's CPU threads when `--threads` is given."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    return device, getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+
+
+def chat_inputs(processor: UniMedVLProcessor, conversations: list[list[dict]], device="cpu"):
+    """Chat-template inputs of a batch of conversations (left-padded), ready for `generate`, on `device`."""
+    inputs = processor.apply_chat_template(
+        conversations,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True},
+    )
+    return inputs.to(device)
+
+
 def synchronize(device: torch.device) -> None:
     """Waits for queued GPU work, so that wall-clock timings cover it."""
     if device.type == "cuda":

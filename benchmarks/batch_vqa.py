@@ -24,7 +24,16 @@ import statistics
 
 import torch
 
-from _models import IMAGE_SIDE, build_unimedvl, load_processor, random_config, timed
+from _models import (
+    IMAGE_SIDE,
+    add_device_arguments,
+    build_unimedvl,
+    chat_inputs,
+    device_and_dtype,
+    load_processor,
+    random_config,
+    timed,
+)
 from unimedvl import UniMedVLForConditionalGeneration, UniMedVLProcessor
 from unimedvl.hub import NANO_MODEL_PATH
 
@@ -58,14 +67,7 @@ def load_model(name: str, device: torch.device, dtype: torch.dtype):
 
 def answer(model, processor, conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
     """Greedy answers to a batch of conversations, from chat messages to strings (left padding for batches)."""
-    inputs = processor.apply_chat_template(
-        conversations,
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=True,
-        return_tensors="pt",
-        processor_kwargs={"padding": True},
-    ).to(model.device)
+    inputs = chat_inputs(processor, conversations, model.device)
     with torch.inference_mode():
         sequences = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.post_process_image_text_to_text(sequences[:, inputs["input_ids"].shape[1] :])
@@ -102,15 +104,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="default: bfloat16 on GPU, float32 on CPU")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    add_device_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    device, dtype = device_and_dtype(args)
     print(f"device={device} dtype={dtype} threads={torch.get_num_threads()} max_new_tokens={args.max_new_tokens} "
           f"repeats={args.repeats}")  # fmt: skip
     for name in args.models:

@@ -107,15 +107,11 @@ def build(workdir: Path, models: list[str]) -> None:
 
 def vqa_inputs(processor):
     """Chat-template inputs of the VQA prompt: the MR example scan and a modality question."""
+    from _models import chat_inputs
+
     image = processor.image_processor.fetch_images([str(VQA_IMAGE)])[0]
     content = [{"type": "image", "image": image}, {"type": "text", "text": VQA_QUESTION}]
-    return processor.apply_chat_template(
-        [{"role": "user", "content": content}],
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=True,
-        return_tensors="pt",
-    )
+    return chat_inputs(processor, [[{"role": "user", "content": content}]])
 
 
 def greedy_answer(model, inputs, new_tokens: int, processor) -> list[int]:
@@ -134,16 +130,12 @@ def decode_seconds(models: list, inputs, new_tokens: int, repeats: int, device) 
     length) for each of `models`, after a warm-up; the models take turns (in alternating order) so that they share the
     machine's noise."""
     import torch
+    from _models import timed
 
     def decode(model) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
         with torch.no_grad():
-            model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+            return timed(lambda: model.generate(**inputs, **kwargs), device)[0]
 
     for model in models:
         decode(model)  # warm-up

@@ -29,7 +29,17 @@ import statistics
 import torch
 from transformers import CompileConfig
 
-from _models import IMAGE_SIDE, build_unimedvl, load_processor, plain_lm, random_config, timed
+from _models import (
+    IMAGE_SIDE,
+    add_device_arguments,
+    build_unimedvl,
+    chat_inputs,
+    device_and_dtype,
+    load_processor,
+    plain_lm,
+    random_config,
+    timed,
+)
 
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "spaces" / "examples"
@@ -39,14 +49,7 @@ QUESTION = "Describe the findings of this examination and the most likely diagno
 def prompt_inputs(processor, image: str | None, device: torch.device) -> dict[str, torch.Tensor]:
     """Chat-template inputs of one user turn (an optional image, then `QUESTION`), on `device`."""
     content = ([{"type": "image", "image": image}] if image else []) + [{"type": "text", "text": QUESTION}]
-    inputs = processor.apply_chat_template(
-        [{"role": "user", "content": content}],
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=True,
-        return_tensors="pt",
-    )
-    return inputs.to(device)
+    return chat_inputs(processor, [[{"role": "user", "content": content}]], device)
 
 
 # Decoding modes: how `generate` keeps its key/value cache, and whether the decoding step is compiled.
@@ -108,21 +111,15 @@ def report(medians: dict[tuple[str, str], tuple[float, float]], names: list[str]
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="mid", choices=("mid", "14b"))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="default: bfloat16 on GPU, float32 on CPU")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cache-implementation", default="dynamic", choices=("dynamic", "static"),
                         help="static: also measure a preallocated key/value cache")
     parser.add_argument("--compile", action="store_true", help="also measure a compiled decoding step (static cache)")
     parser.add_argument("--qk-norm", action="store_true", help="keep the release's q/k norms (baseline: Qwen3)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    add_device_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    device, dtype = device_and_dtype(args)
     processor = load_processor(IMAGE_SIDE[args.config])
     model = build_unimedvl(random_config(args.config, processor.tokenizer, args.qk_norm), device, dtype)
     baseline = plain_lm(model)
@@ -141,6 +138,7 @@ def main():
             print(f"same greedy tokens as {type(baseline).__name__}: {same}")
         print(f"{case} ({inputs['input_ids'].shape[1]} prompt tokens, {args.new_tokens} new):")
         report(measure(models, modes, args, device), list(models), modes, args.new_tokens)
+
 
 if __name__ == "__main__":
     main()
